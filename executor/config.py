@@ -1,0 +1,83 @@
+"""Operator configuration: defaults, overridden by a TOML file, overridden by env.
+
+Sources, later ones winning: built-in defaults; ``$EXECUTOR_HOME/config.toml``
+(or the file named by ``EXECUTOR_CONFIG``); ``EXECUTOR_<FIELD>`` environment
+variables. Proposals never influence any of it.
+
+Hand-written rather than pydantic-settings: that package imports asyncio and
+costs ~190 ms per command on these machines for what is twenty lines here.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from executor.content import MIB, Limits
+from executor.errors import ConfigError
+
+APP_NAME = "proposal-executor"
+ENV_PREFIX = "EXECUTOR_"
+
+
+def default_home() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    home: Path = Field(default_factory=default_home, description="State directory.")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL of the store; default: SQLite in home."
+    )
+    review_threshold: int = Field(
+        default=30, ge=0, description="Severity at or above which approval needs --by."
+    )
+    max_file_bytes: int = Field(default=1 * MIB, gt=0)
+    max_proposal_bytes: int = Field(default=10 * MIB, gt=0)
+    max_report_bytes: int = Field(
+        default=16 * MIB, gt=0, description="Reports larger than this are not read."
+    )
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(max_file_bytes=self.max_file_bytes, max_proposal_bytes=self.max_proposal_bytes)
+
+    @property
+    def store_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'executor.db'}"
+
+
+def load_settings(environ: dict[str, str] | None = None) -> Settings:
+    """Settings for this process; raises ``ConfigError`` naming the bad source."""
+    env = dict(os.environ if environ is None else environ)
+    from_env = {
+        name: env[ENV_PREFIX + name.upper()]
+        for name in Settings.model_fields
+        if env.get(ENV_PREFIX + name.upper())
+    }
+    home = Path(from_env["home"]) if "home" in from_env else default_home()
+    config_path = Path(env.get(ENV_PREFIX + "CONFIG") or home / "config.toml")
+    from_file: dict[str, object] = {}
+    if config_path.is_file():
+        try:
+            from_file = tomllib.loads(config_path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read config file {config_path}: {exc}") from exc
+    elif ENV_PREFIX + "CONFIG" in env:
+        raise ConfigError(f"config file {config_path} named by EXECUTOR_CONFIG does not exist")
+    try:
+        return Settings.model_validate({"home": home, **from_file, **from_env})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"])
+        source = (
+            f"environment variable {ENV_PREFIX}{field.upper()}" if field in from_env else f"{config_path}"
+        )
+        raise ConfigError(f"invalid setting {field!r} in {source}: {first['msg']}") from exc

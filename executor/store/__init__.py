@@ -1,0 +1,14 @@
+"""The state store (SQLite by default, PostgreSQL by URL)."""
+
+from __future__ import annotations
+
+from executor.config import Settings
+from executor.store.database import open_engine
+from executor.store.proposals import ProposalStore
+
+__all__ = ["ProposalStore", "open_store"]
+
+
+def open_store(settings: Settings) -> ProposalStore:
+    """The store for ``settings``, migrated and checked for drift."""
+    return ProposalStore(open_engine(settings.store_url))

@@ -56,6 +56,8 @@ def _forbidden_char(ch: str) -> str | None:
         return "invalid_utf8"
     if cat == "Cf":
         return "invisible"
+    if cat in ("Cn", "Co"):
+        return "unassigned"
     return None
 
 
@@ -90,6 +92,11 @@ def check_path(path: str) -> list[PathViolation]:
             add("invalid_utf8", "is not valid UTF-8; use a UTF-8 file name")
         elif kind == "invisible":
             add("invisible", f"contains invisible format character U+{ord(ch):04X}; remove it")
+        elif kind == "unassigned":
+            add(
+                "unassigned",
+                f"contains U+{ord(ch):04X}, an unassigned or private-use code point other systems may alias",
+            )
         elif ch == "\\":
             add("backslash", "contains a backslash; use '/' as the separator")
         elif ch in _WINDOWS_INVALID:

@@ -243,7 +243,7 @@ class _Report:
             )
             return Kind.UNKNOWN, "", body[start:]
         label = match["kind"]
-        rest = [(number, first[match.end():]), *body[start + 1:]]
+        rest = [(number, first[match.end() :]), *body[start + 1 :]]
         try:
             kind = Kind(label)
         except ValueError:

@@ -28,6 +28,7 @@ _WINDOWS_RESERVED = frozenset(
 #: Files git itself interprets; a proposal may write them only where the
 #: repository's executor config allows it (checked at write time).
 GIT_METADATA_FILES = frozenset([".gitmodules", ".gitattributes"])
+_ASCII_SUSPECTS = re.compile(r'[\x00-\x1f\x7f\\<>:"|?*]')
 # 8.3 short names NTFS may give .git / .gitmodules (git's is_ntfs_dotgit).
 _SHORT_NAME = re.compile(r"^(git|gitmod|gitatt)~\d+$")
 
@@ -63,7 +64,8 @@ def _forbidden_char(ch: str) -> str | None:
 
 def _dotgit_like(component: str) -> bool:
     """True if some filesystem may resolve ``component`` to ``.git``-ish names."""
-    folded = "".join(ch for ch in component if not _ignorable(ch)).rstrip(". ").casefold()
+    visible = component if component.isascii() else "".join(ch for ch in component if not _ignorable(ch))
+    folded = visible.rstrip(". ").casefold()
     return folded == ".git" or _SHORT_NAME.match(folded) is not None
 
 
@@ -84,7 +86,9 @@ def check_path(path: str) -> list[PathViolation]:
             seen.add(rule)
             out.append(PathViolation(rule, message))
 
-    for ch in path:
+    # Most paths are plain ASCII: look only at the characters that can offend.
+    suspects = _ASCII_SUSPECTS.findall(path) if path.isascii() else path
+    for ch in suspects:
         kind = _forbidden_char(ch)
         if kind == "control":
             add("control", f"contains control character U+{ord(ch):04X}; remove it")
@@ -105,7 +109,7 @@ def check_path(path: str) -> list[PathViolation]:
         add("absolute", "is absolute; give it relative to the repository root")
     elif re.match(r"^[A-Za-z]:", path):
         add("absolute", "starts with a drive letter; give it relative to the repository root")
-    if "invalid_utf8" not in seen and not unicodedata.is_normalized("NFC", path):
+    if not path.isascii() and "invalid_utf8" not in seen and not unicodedata.is_normalized("NFC", path):
         add("not_nfc", "is not in Unicode NFC form; macOS would store it under another name")
     if len(path.encode("utf-8", "surrogatepass")) > MAX_PATH_BYTES:
         add("too_long", f"is longer than {MAX_PATH_BYTES} bytes")

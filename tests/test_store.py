@@ -1,0 +1,230 @@
+"""The state store: revisions, digest-bound decisions, audit log, migrations and drift."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from alembic import command
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, text
+
+from executor.errors import InfrastructureError, RefusedError, SchemaDriftError, UnknownProposalError
+from executor.models import Kind, Proposal, Status
+from executor.report import parse_report
+from executor.store.database import alembic_config, create_store_engine, ensure_schema, open_engine
+from executor.store.proposals import ProposalStore
+from executor.store.schema import SCHEMA_REVISION
+from tests.conftest import SEED_FILES, SEED_IDS, seed
+
+
+@pytest.fixture
+def db_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'store.db'}"
+
+
+@pytest.fixture
+def store(db_url: str) -> ProposalStore:
+    return ProposalStore(open_engine(db_url))
+
+
+def edited(prefix: str, old: bytes, new: bytes) -> Proposal:
+    data = seed(prefix).read_bytes()
+    assert old in data
+    return parse_report(data.replace(old, new))
+
+
+def approve(store: ProposalStore, proposal_id: str, actor: str = "alice") -> None:
+    stored = store.get(proposal_id)
+    store.decide(
+        proposal_id,
+        revision=stored.revision,
+        digest=stored.proposal.digest,
+        decision=Status.APPROVED,
+        actor=actor,
+    )
+
+
+def test_round_trip_keeps_every_byte_and_field(store: ProposalStore) -> None:
+    for path in SEED_FILES:
+        proposal = parse_report(path.read_bytes())
+        assert store.ingest(proposal, source=str(path), actor="ci").outcome == "new"
+        stored = store.get(proposal.id)
+        assert stored.proposal == proposal
+        assert stored.proposal.digest == proposal.digest
+        assert [f.content for f in stored.proposal.files] == [f.content for f in proposal.files]
+        assert (stored.revision, stored.status, stored.source) == (1, Status.NEW, str(path))
+
+
+def test_ingesting_the_same_report_again_is_a_no_op(store: ProposalStore) -> None:
+    proposal = parse_report(seed("003").read_bytes())
+    store.ingest(proposal, source="a", actor="ci")
+    assert store.ingest(proposal, source="b", actor="ci").outcome == "unchanged"
+    assert [e.event for e in store.log(proposal.id)] == ["ingested"]
+
+
+def test_new_content_is_a_new_revision_that_voids_the_approval(store: ProposalStore) -> None:
+    first = parse_report(seed("003").read_bytes())
+    store.ingest(first, source="a", actor="ci")
+    approve(store, first.id)
+    assert store.get(first.id).status is Status.APPROVED
+    second = edited("003", b"VARCHAR(255) NOT NULL", b"VARCHAR(200) NOT NULL")
+    result = store.ingest(second, source="b", actor="ci")
+    assert (result.outcome, result.revision) == ("revised", 2)
+    assert result.voided is not None
+    assert (result.voided.decision, result.voided.actor) == (Status.APPROVED, "alice")
+    now = store.get(first.id)
+    assert (now.revision, now.status, now.proposal.digest) == (2, Status.NEW, second.digest)
+    assert store.get(first.id, revision=1).proposal.digest == first.digest
+    assert [e.event for e in store.log(first.id)] == ["ingested", "approved", "revised", "approval_voided"]
+    # Going back to the first content is yet another revision, still unapproved.
+    assert store.ingest(first, source="a", actor="ci").revision == 3
+    assert store.get(first.id).status is Status.NEW
+
+
+def test_decision_is_refused_if_the_proposal_changed_meanwhile(store: ProposalStore) -> None:
+    first = parse_report(seed("003").read_bytes())
+    store.ingest(first, source="a", actor="ci")
+    seen = store.get(first.id)
+    store.ingest(edited("003", b"users", b"members"), source="b", actor="ci")
+    with pytest.raises(RefusedError, match="changed"):
+        store.decide(
+            first.id, revision=seen.revision, digest=first.digest, decision=Status.APPROVED, actor="bob"
+        )
+    assert store.get(first.id).status is Status.NEW
+
+
+def test_unknown_ids_and_revisions(store: ProposalStore) -> None:
+    with pytest.raises(UnknownProposalError):
+        store.get("fsar_nope")
+    store.ingest(parse_report(seed("003").read_bytes()), source="a", actor="ci")
+    with pytest.raises(UnknownProposalError, match="revision 2"):
+        store.get(SEED_IDS["003"], revision=2)
+
+
+def test_summaries_filter_by_kind_and_status(store: ProposalStore) -> None:
+    for path in SEED_FILES:
+        store.ingest(parse_report(path.read_bytes()), source=str(path), actor="ci")
+    approve(store, SEED_IDS["003"])
+    stored = store.get(SEED_IDS["002"])
+    store.decide(
+        SEED_IDS["002"], revision=1, digest=stored.proposal.digest, decision=Status.REJECTED, actor="bob"
+    )
+    assert [s.id for s in store.summaries()] == sorted(SEED_IDS.values())
+    assert {s.id for s in store.summaries(kind=Kind.SELF_IMPROVEMENT)} == {SEED_IDS["000"], SEED_IDS["001"]}
+    assert [s.id for s in store.summaries(status=Status.APPROVED)] == [SEED_IDS["003"]]
+    assert [s.id for s in store.summaries(status=Status.REJECTED)] == [SEED_IDS["002"]]
+    (s004,) = [s for s in store.summaries() if s.id == SEED_IDS["004"]]
+    assert (s004.files, s004.errors, s004.warnings, s004.executable) == (8, 0, 1, True)
+
+
+def test_audit_log_records_actor_time_and_detail(store: ProposalStore) -> None:
+    proposal = parse_report(seed("003").read_bytes())
+    store.ingest(proposal, source="a", actor="ci")
+    stored = store.get(proposal.id)
+    store.decide(
+        proposal.id,
+        revision=1,
+        digest=proposal.digest,
+        decision=Status.APPROVED,
+        actor="carol",
+        note="looks fine",
+    )
+    entries = store.log(proposal.id)
+    assert [(e.event, e.actor) for e in entries] == [("ingested", "ci"), ("approved", "carol")]
+    assert entries[1].detail == {"digest": proposal.digest, "note": "looks fine"}
+    assert entries[0].at <= entries[1].at
+    assert entries[1].at.tzinfo is not None
+    assert stored.ingested_at == entries[0].at
+    assert [e.event for e in store.log(limit=1)] == ["approved"]
+
+
+def test_concurrent_ingests_of_one_id_never_lose_a_revision(db_url: str) -> None:
+    ensure_schema(create_store_engine(db_url))
+    variants = [edited("003", b"VARCHAR(255) NOT NULL", f"VARCHAR({n}) NOT NULL".encode()) for n in range(8)]
+    errors: list[BaseException] = []
+
+    def worker(p: Proposal) -> None:
+        try:
+            ProposalStore(create_store_engine(db_url)).ingest(p, source="t", actor="t")
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(p,)) for p in variants]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    store = ProposalStore(create_store_engine(db_url))
+    assert store.get(variants[0].id).revision == 8
+    assert sorted(store.get(variants[0].id, revision=r).proposal.digest for r in range(1, 9)) == sorted(
+        p.digest for p in variants
+    )
+
+
+# -- migrations and drift -------------------------------------------------------
+
+
+def test_schema_revision_constant_is_alembic_head(db_url: str) -> None:
+    engine = create_store_engine(db_url)
+    with engine.connect() as connection:
+        head = ScriptDirectory.from_config(alembic_config(connection)).get_current_head()
+    assert head == SCHEMA_REVISION
+
+
+def _first_revision(engine: Engine) -> str:
+    with engine.connect() as connection:
+        script = ScriptDirectory.from_config(alembic_config(connection))
+        return list(script.walk_revisions())[-1].revision
+
+
+def test_store_built_at_first_revision_upgrades_without_drift(db_url: str) -> None:
+    engine = create_store_engine(db_url)
+    with engine.begin() as connection:
+        command.upgrade(alembic_config(connection), _first_revision(engine))
+    ensure_schema(engine)  # upgrades to head and checks drift
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar() == SCHEMA_REVISION
+    store = ProposalStore(engine)
+    store.ingest(parse_report(seed("004").read_bytes()), source="a", actor="ci")
+    assert store.get(SEED_IDS["004"]).proposal.files[0].path == "migrations/001_create_table.sql"
+
+
+def test_dropped_column_is_refused_naming_table_and_column(db_url: str) -> None:
+    engine = open_engine(db_url)
+    with engine.begin() as connection:
+        connection.execute(text("ALTER TABLE decisions DROP COLUMN override_reason"))
+    with pytest.raises(SchemaDriftError, match="table 'decisions' has no column 'override_reason'") as caught:
+        open_engine(db_url)
+    assert caught.value.exit_code == 3
+
+
+def test_dropped_table_is_refused(db_url: str) -> None:
+    engine = open_engine(db_url)
+    with engine.begin() as connection:
+        connection.execute(text("DROP TABLE audit_log"))
+    with pytest.raises(SchemaDriftError, match="table 'audit_log' is missing"):
+        open_engine(db_url)
+
+
+def test_store_from_a_newer_executor_is_refused(db_url: str) -> None:
+    engine = open_engine(db_url)
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    with pytest.raises(InfrastructureError, match=r"'9999'.*upgrade proposal-executor"):
+        open_engine(db_url)
+
+
+def test_unreachable_database_is_an_infrastructure_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(InfrastructureError) as caught:
+        open_engine(f"sqlite:///{blocker}/sub/store.db")
+    assert caught.value.exit_code == 3
+
+
+def test_invalid_url_is_an_infrastructure_error() -> None:
+    with pytest.raises(InfrastructureError, match="not valid"):
+        open_engine("not a url")

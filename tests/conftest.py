@@ -12,6 +12,8 @@ from click.testing import CliRunner, Result
 
 from executor.cli import cli
 
+pytest_plugins = ["pytester", "tests.docker_gate"]
+
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "examples" / "reports"
 SEED_FILES = sorted(SEEDS.glob("*.txt"))

@@ -339,7 +339,7 @@ class _BodyScanner:
             self.report.problem(
                 "block.unclosed_fence",
                 Level.ERROR,
-                f"the fence opened at line {self.body[j - 1][0]} for {storable(path)!r} is never closed; "
+                f"the fence opened at line {self.body[j - 1][0]} for '{storable(path)}' is never closed; "
                 "where the file ends is ambiguous",
                 path=storable(path),
                 line=self.body[j - 1][0],
@@ -364,7 +364,7 @@ class _BodyScanner:
             self.report.problem(
                 f"path.{violation.rule}",
                 Level.ERROR,
-                f"path {shown!r} {violation.message}",
+                f"path '{shown}' {violation.message}",
                 path=shown,
                 line=change.header_line,
             )
@@ -386,7 +386,7 @@ class _BodyScanner:
                 self.report.problem(
                     "path.duplicate",
                     Level.ERROR,
-                    f"{change.path!r} is written twice (lines {earlier.header_line} and "
+                    f"'{change.path}' is written twice (lines {earlier.header_line} and "
                     f"{change.header_line}); a proposal must give each file once",
                     path=change.path,
                     line=change.header_line,
@@ -395,7 +395,7 @@ class _BodyScanner:
             self.report.problem(
                 "path.collision",
                 Level.ERROR,
-                f"{first!r} and {second!r} {why}; they cannot both be written",
+                f"'{first}' and '{second}' {why}; they cannot both be written",
                 path=second,
                 line=seen[second].header_line,
             )

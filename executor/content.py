@@ -29,11 +29,17 @@ def _line_of(data: bytes, offset: int) -> int:
 
 
 # Lines that carry no code: comments in the languages proposals use, ellipses,
-# and the usual stand-ins. A file made only of these is a placeholder.
+# and the usual stand-ins. A file made only of these is a placeholder. Matched
+# against stripped lines, so the pattern has no leading or trailing \\s* to
+# backtrack over (hostile input may hold megabyte-long lines).
 _FILLER = re.compile(
-    rb"^\s*(?:(?://|#|--|/\*|\*).*|(?:\.\.\.|\xe2\x80\xa6).*|pass|todo|tbd)?\s*$",
+    rb"(?://|#|--|/\*|\*(?:[\s/]|$)|\.\.\.|\xe2\x80\xa6).*|pass|todo|tbd|",
     re.IGNORECASE,
 )
+
+
+def _is_filler(line: bytes) -> bool:
+    return _FILLER.fullmatch(line.strip()) is not None
 
 
 def check_content(data: bytes, limits: Limits) -> list[ContentViolation]:
@@ -67,7 +73,7 @@ def check_content(data: bytes, limits: Limits) -> list[ContentViolation]:
         out.append(
             ContentViolation("empty", "has no content; the file would be created empty", is_error=False)
         )
-    elif all(_FILLER.match(line) for line in data.splitlines()):
+    elif all(_is_filler(line) for line in data.splitlines()):
         out.append(
             ContentViolation(
                 "placeholder",

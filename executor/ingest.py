@@ -9,7 +9,7 @@ from pathlib import Path
 from executor.config import Settings
 from executor.errors import ReportError
 from executor.models import Proposal
-from executor.report import is_malformed, parse_report
+from executor.report import is_malformed, parse_report, storable
 from executor.store.proposals import IngestResult, ProposalStore
 
 REPORT_SUFFIXES = frozenset({".md", ".txt", ".json"})
@@ -71,12 +71,20 @@ def ingest_paths(
         if problem is not None:
             yield ReportOutcome(path, error=problem)
             continue
+        name = storable(str(path))
         try:
             proposal = parse_report(
-                read_report(path, settings.max_report_bytes), name=str(path), limits=settings.limits
+                read_report(path, settings.max_report_bytes), name=name, limits=settings.limits
             )
         except ReportError as exc:
             yield ReportOutcome(path, error=str(exc))
             continue
-        result = store.ingest(proposal, source=str(path.resolve()), actor=actor)
+        except Exception as exc:  # a parser bug must not cost the rest of the batch
+            yield ReportOutcome(
+                path,
+                error=f"{name}: internal parser error ({type(exc).__name__}: {str(exc)[:200]}); "
+                "this is a bug in proposal-executor, please report it with the report attached",
+            )
+            continue
+        result = store.ingest(proposal, source=storable(str(path.resolve())), actor=actor)
         yield ReportOutcome(path, proposal, result)

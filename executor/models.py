@@ -85,7 +85,9 @@ class FileChange(BaseModel):
     ``line_start + N - 1``; for empty content both ends are the header line.
     """
 
-    model_config = ConfigDict(frozen=True)
+    # Content is arbitrary bytes (it may be refused for not being UTF-8), so
+    # JSON carries it as base64.
+    model_config = ConfigDict(frozen=True, ser_json_bytes="base64", val_json_bytes="base64")
 
     path: str
     content: bytes = Field(repr=False)

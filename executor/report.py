@@ -37,22 +37,44 @@ Format = Literal["markdown", "json"]
 Line = tuple[int, str]  # (1-based line number, text with its line ending)
 
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+MAX_SEVERITY = 1000
 HEADER_FIELDS = ("id", "timestamp", "severity", "block_execution", "proposal")
 JSON_FIELDS = frozenset(HEADER_FIELDS) | {"risks", "mitigations"}
 
 _TITLE = re.compile(r"^#\s+FSAR\b", re.IGNORECASE)
-_HEADER_ITEM = re.compile(r"^[-*]\s+(?P<key>[A-Za-z_][A-Za-z0-9_ ]*?)\s*:\s*(?P<value>.*?)\s*$")
-_SECTION = re.compile(r"^##\s+(?P<name>risks|mitigations)\s*:?\s*$", re.IGNORECASE)
-_KIND = re.compile(r"^\s*(?P<kind>[A-Za-z_][A-Za-z0-9_-]*)\s*:[ \t]?")
-_CREATE = re.compile(
-    r"create or update (?:the )?file\s+(?P<path>.+?)\s+with (?:this|the following) complete content\s*:?\s*$",
-    re.IGNORECASE,
+# Patterns are anchored and free of nested or lazy quantifiers before a tail,
+# so matching stays linear in the line length (reports are hostile input).
+_HEADER_ITEM = re.compile(r"^[-*][ \t]+(?P<key>[A-Za-z_][A-Za-z0-9_ ]{0,63}):(?P<value>.*)$")
+_SECTION = re.compile(r"^##[ \t]+(?P<name>risks|mitigations)[ \t]*:?$", re.IGNORECASE)
+_KIND = re.compile(r"^[ \t]*(?P<kind>[A-Za-z_][A-Za-z0-9_-]{0,63})[ \t]*:[ \t]?")
+_CREATE = re.compile(r"^[ \t]*create or update (?:the )?file[ \t]+", re.IGNORECASE)
+_CREATE_TAIL = re.compile(r"[ \t]+with (?:this|the following) complete content[ \t]*:?$", re.IGNORECASE)
+_BLOCK = re.compile(r"^[ \t]*={3,}[ \t]*FILE[ \t]*:", re.IGNORECASE)
+_TRAILER = re.compile(
+    r"^[ \t]*(?:this is for opportunity[ \t]*:|make sure the file is complete)", re.IGNORECASE
 )
-_BLOCK = re.compile(r"^\s*={3,}\s*FILE\s*:\s*(?P<path>.*?)\s*(?:={3,}(?P<rest>.*))?$", re.IGNORECASE)
-_FENCE = re.compile(r"^ {0,3}(?P<fence>`{3,}|~{3,})(?P<info>[^`]*)$")
-_TRAILER = re.compile(r"^\s*(?:this is for opportunity\s*:|make sure the file is complete)", re.IGNORECASE)
-_OPPORTUNITY = re.compile(r"^\s*this is for opportunity\s*:\s*(?P<value>.*?)\s*$", re.IGNORECASE)
+_OPPORTUNITY = re.compile(r"^[ \t]*this is for opportunity[ \t]*:(?P<value>.*)$", re.IGNORECASE)
+_MIDLINE_MARKER = re.compile(r"create or update (?:the )?file\b.*complete content", re.IGNORECASE)
 _COMMENT_LEAD = re.compile(r"^(?://+|#+|--+|/\*+)\s*")
+
+
+@dataclass(frozen=True, slots=True)
+class _Fence:
+    fence: str  # the run of backticks or tildes
+    info: str  # what follows it (language), stripped; "" for a bare fence
+
+
+def _fence(text: str) -> _Fence | None:
+    """The CommonMark code fence on this line, if any (a linear scan, no regex)."""
+    body = text.lstrip(" ")
+    if len(text) - len(body) > 3 or body[:1] not in ("`", "~"):
+        return None
+    char = body[0]
+    run = len(body) - len(body.lstrip(char))
+    info = body[run:]
+    if run < 3 or (char == "`" and "`" in info):
+        return None
+    return _Fence(body[:run], info.strip())
 
 
 def storable(text: str) -> str:
@@ -63,8 +85,11 @@ def storable(text: str) -> str:
     """
     if text.isascii() and "\0" not in text:
         return text
-    visible = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    return visible.replace("\0", "\\x00")
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        raw = text.encode("utf-8", "backslashreplace")
+    return raw.decode("utf-8", "backslashreplace").replace("\0", "\\x00")
 
 
 def decode(data: bytes) -> str:
@@ -162,14 +187,20 @@ class _Report:
             self._missing("severity")
             return None
         value, line = raw["severity"]
-        if isinstance(value, str) and value.strip().isdecimal():
-            value = int(value.strip())
-        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        if isinstance(value, str):
+            text = value.strip()
+            # ASCII digits only, and few of them: int() of a huge string is slow.
+            if text.isascii() and text.isdecimal() and len(text) <= 9:
+                value = int(text)
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_SEVERITY:
             return value
+        shown = (
+            storable(str(value)) if not isinstance(value, int) or value.bit_length() < 64 else "a huge number"
+        )
         self.problem(
             "header.invalid_severity",
             Level.ERROR,
-            f"severity {storable(str(value))!r} is not a non-negative integer (the generator writes 6, 30 or 50)",
+            f"severity {shown[:40]!r} is not an integer from 0 to {MAX_SEVERITY} (the generator writes 6, 30 or 50)",
             line=line,
         )
         return None
@@ -209,7 +240,10 @@ class _Report:
         if kind is Kind.IDEA_IMPLEMENTATION:
             files, opportunity = _BodyScanner(self, body).scan()
         else:
-            opportunity = next((m["value"] for _, line in body if (m := _OPPORTUNITY.match(line))), None)
+            opportunity = next(
+                (m["value"].strip() for _, line in body if (m := _OPPORTUNITY.match(line.rstrip("\r\n")))),
+                None,
+            )
         return Proposal(
             id=ident,
             timestamp=timestamp,
@@ -269,36 +303,93 @@ class _BodyScanner:
     def _marker(self, index: int) -> tuple[str, str | None] | None:
         """(raw path, description) if line ``index`` starts a file, else None."""
         text = self.stripped[index]
-        if "=" in text and (block := _BLOCK.match(text)):
-            rest = (block["rest"] or "").strip()
-            description = _COMMENT_LEAD.sub("", rest).removesuffix("*/").strip() or None
-            return block["path"], description
-        if "omplete content" in text and (create := _CREATE.search(text)):
-            return create["path"], None
+        if block := _BLOCK.match(text):
+            rest = text[block.end() :]
+            end = rest.find("===")
+            if end < 0:
+                return rest.strip(), None
+            tail = rest[end:].lstrip("=")
+            description = _COMMENT_LEAD.sub("", tail.strip()).removesuffix("*/").strip()
+            return rest[:end].strip(), description or None
+        if create := _CREATE.match(text):
+            rest = text[create.end() :]
+            ending = _CREATE_TAIL.search(rest)
+            if ending is not None:
+                return rest[: ending.start()].strip(), None
         return None
+
+    def _is_boundary(self, index: int) -> bool:
+        """A line that can never be file content outside a fence."""
+        text = self.stripped[index]
+        return _fence(text) is not None or _TRAILER.match(text) is not None or self._marker(index) is not None
 
     def scan(self) -> tuple[list[FileChange], str | None]:
         files: list[FileChange] = []
         opportunity: str | None = None
+        prose_fence: str | None = None  # a fenced snippet open in prose (e.g. ```bash)
         i, n = 0, len(self.body)
         while i < n:
-            marker = self._marker(i)
-            if marker is None:
-                if opp := _OPPORTUNITY.match(self.stripped[i]):
-                    opportunity = opp["value"]
+            text = self.stripped[i]
+            fence = _fence(text)
+            if prose_fence is not None:
+                if fence and not fence.info and fence.fence.startswith(prose_fence):
+                    prose_fence = None
                 i += 1
                 continue
-            change, i = self._block(i, *marker)
-            files.append(change)
+            marker = self._marker(i)
+            if marker is not None:
+                change, i = self._block(i, *marker)
+                files.append(change)
+                continue
+            if fence:
+                if fence.info:
+                    prose_fence = fence.fence
+                else:
+                    self._problem(
+                        "block.stray_fence",
+                        f"line {self.body[i][0]} closes a fence that was never opened; "
+                        "a file block before it was probably misread",
+                        line=self.body[i][0],
+                    )
+            elif opp := _OPPORTUNITY.match(text):
+                opportunity = opp["value"].strip()
+            elif _MIDLINE_MARKER.search(text):
+                self.report.problem(
+                    "block.midline_marker",
+                    Level.WARNING,
+                    f"line {self.body[i][0]} mentions 'Create or update the file … complete content' inside "
+                    "a sentence; only a line that starts with it begins a file",
+                    line=self.body[i][0],
+                )
+            i += 1
         if not files:
-            self.report.problem(
+            self._problem(
                 "proposal.no_files",
-                Level.ERROR,
                 "no file changes found; expected 'Create or update the file PATH with this complete "
                 "content:' or '===FILE:PATH ===' blocks",
             )
         self._check_files(files)
         return files, opportunity
+
+    def _problem(self, code: str, message: str, *, path: str | None = None, line: int | None = None) -> None:
+        self.report.problem(code, Level.ERROR, message, path=path, line=line)
+
+    def _opens_fence(self, index: int) -> str | None:
+        """The fence string if line ``index``, right after a file header, opens a fenced block.
+
+        A fence with an info string (```sql) always opens. A bare fence opens
+        only when content follows on the very next line; otherwise it closes
+        an empty block, as in the generator's ``===FILE:x ===`` + fence form.
+        """
+        fence = _fence(self.stripped[index])
+        if fence is None:
+            return None
+        if fence.info:
+            return fence.fence
+        after = index + 1
+        if after < len(self.body) and self.stripped[after].strip() and not self._is_boundary(after):
+            return fence.fence
+        return None
 
     def _block(self, start: int, raw_path: str, description: str | None) -> tuple[FileChange, int]:
         """Cut one file starting at marker line ``start``; returns it and the next index."""
@@ -306,27 +397,31 @@ class _BodyScanner:
         path = raw_path.strip()
         if len(path) >= 2 and path[0] == path[-1] and path[0] in "`'\"":
             path = path[1:-1]
+        shown = storable(path)
         n = len(self.body)
         j = start + 1
         while j < n and not self.stripped[j].strip():
             j += 1
-        fence = None
-        if j < n and (opening := _FENCE.match(self.stripped[j])) and opening["info"].strip():
-            fence = opening["fence"]
+        fence = self._opens_fence(j) if j < n else None
+        if fence is not None:
             j += 1
         k = j
-        closed = False
+        ended_by = "end"
         while k < n:
             text = self.stripped[k]
+            found = _fence(text)
             if fence is not None:
-                closing = _FENCE.match(text)
-                if closing and not closing["info"].strip() and closing["fence"].startswith(fence):
-                    closed = True
+                if found and not found.info and found.fence.startswith(fence):
+                    ended_by = "fence"
                     break
-            elif (bare := _FENCE.match(text)) and not bare["info"].strip():
-                closed = True
+            elif found:
+                ended_by = "snippet" if found.info else "fence"
                 break
-            elif _TRAILER.match(text) or self._marker(k) is not None:
+            elif _TRAILER.match(text):
+                ended_by = "trailer"
+                break
+            elif self._marker(k) is not None:
+                ended_by = "marker"
                 break
             k += 1
         lines = self.body[j:k]
@@ -335,20 +430,29 @@ class _BodyScanner:
                 lines = lines[1:]
             while lines and not lines[-1][1].strip():
                 lines = lines[:-1]
-        elif not closed:
-            self.report.problem(
-                "block.unclosed_fence",
-                Level.ERROR,
-                f"the fence opened at line {self.body[j - 1][0]} for '{storable(path)}' is never closed; "
-                "where the file ends is ambiguous",
-                path=storable(path),
-                line=self.body[j - 1][0],
+        where = self.body[k][0] if k < n else None
+        if ended_by == "end":
+            opened = f"the fence opened at line {self.body[j - 1][0]}" if fence else "its content"
+            self._problem(
+                "block.unclosed",
+                f"the block for '{shown}' (line {header_line}): {opened} is never closed by a fence or "
+                "a trailer, so where the file ends is ambiguous",
+                path=shown,
+                line=header_line,
+            )
+        elif ended_by == "snippet":
+            self._problem(
+                "block.ambiguous_end",
+                f"the block for '{shown}' (line {header_line}) runs into a fenced snippet at line {where} "
+                "before any closing fence, so where the file ends is ambiguous",
+                path=shown,
+                line=where,
             )
         content = "".join(line for _, line in lines).encode("utf-8", "surrogateescape")
         first = lines[0][0] if lines else header_line
         last = lines[-1][0] if lines else header_line
         change = FileChange(
-            path=storable(path),
+            path=shown,
             content=content,
             description=storable(description) if description else None,
             header_line=header_line,
@@ -356,7 +460,7 @@ class _BodyScanner:
             line_end=last,
         )
         self._check_file(path, change)
-        return change, (k + 1 if closed else k)
+        return change, (k + 1 if ended_by in ("fence", "snippet") else k)
 
     def _check_file(self, raw_path: str, change: FileChange) -> None:
         shown = change.path
@@ -434,9 +538,9 @@ class _MarkdownReport(_Report):
             if item is None:
                 i -= 1
                 break
-            key = item["key"].lower().replace(" ", "_")
+            key = item["key"].strip().lower().replace(" ", "_")
             if key == "proposal":
-                body_start, inline = i, item["value"]
+                body_start, inline = i, item["value"].strip()
                 break
             if key in raw:
                 self.problem(
@@ -446,7 +550,7 @@ class _MarkdownReport(_Report):
                 self.problem(
                     "header.unknown_field", Level.WARNING, f"unknown header field {key!r}", line=number
                 )
-            raw[key] = (item["value"], number)
+            raw[key] = (item["value"].strip(), number)
         header = self.header(raw)
         trailer = self._trailer_start(lines, body_start if body_start is not None else i)
         risks, mitigations = self._sections(lines[trailer:])
@@ -488,13 +592,33 @@ class _MarkdownReport(_Report):
         return sections["risks"], sections["mitigations"]
 
 
+def _reescape(value: object) -> object:
+    """JSON strings with the same meaning as text decoded from bytes.
+
+    ``\\ud800`` escapes decode to lone surrogates; turn them into the bytes
+    they would encode to, held as ``surrogateescape`` characters, so content
+    checks see invalid UTF-8 exactly as they would in a markdown report.
+    """
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogatepass").decode("utf-8", "surrogateescape")
+    if isinstance(value, list):
+        return [_reescape(v) for v in value]
+    if isinstance(value, dict):
+        return {_reescape(k): _reescape(v) for k, v in value.items()}
+    return value
+
+
 class _JsonReport(_Report):
     def build(self) -> Proposal:
         try:
-            document = json.loads(self.text)
+            document = _reescape(json.loads(self.text))
         except json.JSONDecodeError as exc:
             raise ReportError(
                 f"{self.name}: not valid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
+            ) from exc
+        except (RecursionError, ValueError) as exc:
+            raise ReportError(
+                f"{self.name}: not a usable JSON report: {type(exc).__name__}: {str(exc)[:200]}"
             ) from exc
         if not isinstance(document, dict):
             raise ReportError(f"{self.name}: a JSON report must be an object with id, proposal, …")

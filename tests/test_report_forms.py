@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -100,7 +102,7 @@ def test_fence_inside_fenced_content_needs_a_longer_closing_fence() -> None:
 
 def test_unclosed_fence_is_an_error() -> None:
     body = "idea_implementation:\n===FILE:a.sql ===\n```sql\nSELECT 1;\n"
-    assert "block.unclosed_fence" in codes(report(body))
+    assert "block.unclosed" in codes(report(body))
 
 
 def test_block_ends_at_next_marker_without_a_fence() -> None:
@@ -263,3 +265,123 @@ def test_heading_inside_file_content_does_not_end_the_proposal() -> None:
     p = parse_report(report(body))
     assert p.files[0].content == b"## Risks\n- none\nmore text\n"
     assert p.risks == ("r1",)
+
+
+# -- boundaries a careful reader draws (review findings) --------------------------
+
+
+def test_bare_opening_fence_with_content_is_a_fenced_block() -> None:
+    body = "idea_implementation: Create or update the file a.sql with this complete content:\n\n```\nDROP TABLE users;\n```\n\nThis is for opportunity: X\n"
+    p = parse_report(report(body))
+    assert p.files[0].content == b"DROP TABLE users;\n"
+    assert p.problems == ()
+
+
+def test_bare_fence_then_blank_line_closes_an_empty_block() -> None:
+    body = "idea_implementation:\n===FILE:a.js ===  // later\n```\n\n### Notes\nprose\n"
+    p = parse_report(report(body))
+    assert (p.files[0].content, p.files[0].description) == (b"", "later")
+    assert [q.code for q in p.problems] == ["content.empty"]
+
+
+def test_unfenced_block_running_into_a_snippet_is_ambiguous() -> None:
+    body = "idea_implementation:\n===FILE:deploy.sh ===\necho build\n\n### Final Deployment Code\n```bash\ncurl http://x | sh\n```\n"
+    p = parse_report(report(body))
+    assert "block.ambiguous_end" in [q.code for q in p.problems]
+    assert not p.executable
+
+
+def test_stray_closing_fence_in_prose_is_an_error() -> None:
+    body = "idea_implementation:\n===FILE:README.md ===\n```markdown\n# T\n```\nmore\n```\n"
+    p = parse_report(report(body))
+    assert "block.stray_fence" in [q.code for q in p.problems]
+    assert not p.executable
+
+
+def test_marker_phrase_inside_content_or_prose_does_not_start_a_file() -> None:
+    body = (
+        "idea_implementation: Create or update the file a.sql with this complete content:\n\n"
+        "SELECT 1; -- later we will create or update the file .github/x.yml with this complete content:\n"
+        "SELECT 2;\n\nThis is for opportunity: X\n"
+    )
+    p = parse_report(report(body))
+    assert [f.path for f in p.files] == ["a.sql"]
+    assert p.files[0].content.endswith(b"SELECT 2;\n")
+    prose = "idea_implementation: We will not create or update the file config/secret.js with this complete content: ever.\n===FILE:a.sql ===\nSELECT 1;\n```\n"
+    q = parse_report(report(prose))
+    assert [f.path for f in q.files] == ["a.sql"]
+    assert [x.code for x in q.problems] == ["block.midline_marker"]
+
+
+def test_content_running_to_the_end_is_unclosed() -> None:
+    body = "idea_implementation:\n===FILE:a.sql ===\nSELECT 1;\n\nSome closing words.\n"
+    assert "block.unclosed" in codes(report(body))
+
+
+def test_create_form_files_may_follow_each_other() -> None:
+    body = (
+        "idea_implementation: Create or update the file a.sql with this complete content:\n\nSELECT 1;\n\n"
+        "Create or update the file b.sql with this complete content:\n\nSELECT 2;\n\nThis is for opportunity: X\n"
+    )
+    p = parse_report(report(body))
+    assert [(f.path, f.content) for f in p.files] == [("a.sql", b"SELECT 1;\n"), ("b.sql", b"SELECT 2;\n")]
+    assert p.problems == ()
+
+
+# -- hostile encodings and numbers --------------------------------------------------
+
+
+def test_json_lone_surrogates_become_invalid_bytes_not_crashes() -> None:
+    proposal = "idea_implementation:\n===FILE:a.sql ===\nSELECT '\ud800';\n```\n"
+    data = json.dumps(
+        {
+            "id": "fsar_s",
+            "timestamp": "\ud800",
+            "proposal": proposal,
+            "severity": 6,
+            "block_execution": False,
+            "risks": ["\udfff"],
+            "mitigations": [],
+        }
+    )
+    p = parse_report(data.encode(), name="s.json")
+    assert "content.not_utf8" in [q.code for q in p.problems]
+    assert not p.executable
+    shown = p.model_dump(mode="json", exclude={"files": {"__all__": {"content"}}})
+    json.dumps(shown, ensure_ascii=False).encode("utf-8")  # every string kept is encodable
+
+
+def test_deeply_nested_json_is_a_report_error() -> None:
+    with pytest.raises(ReportError, match=r"deep\.json"):
+        parse_report(b"[" * 200_000, name="deep.json")
+
+
+@pytest.mark.parametrize("value", ["9" * 5000, str(2**40), "-1", "\u0663"])
+def test_out_of_range_severity_is_a_problem(value: str) -> None:
+    p = parse_report(report("self_improvement: x\n", HEADER.replace("- severity: 6", f"- severity: {value}")))
+    assert [q.code for q in p.problems] == ["header.invalid_severity"]
+    assert p.severity is None
+
+
+def test_hostile_long_lines_parse_in_linear_time() -> None:
+    """Each line below made an earlier regex backtrack quadratically (minutes per report).
+
+    Run in a child process with a deadline far above linear cost (~0.1 s), so a
+    regression fails instead of hanging the suite.
+    """
+    code = """
+from executor.report import parse_report
+n = 300_000
+head = b"# FSAR Proposal Report\\n- id: fsar_x\\n- severity: 6\\n- block_execution: false\\n- proposal:\\n\\nidea_implementation:\\n"
+for line in [b"===FILE:a" + b" " * n + b"b", b"This is for opportunity:" + b" " * n + b"x",
+             b"- key" + b" " * n, b"Create or update the file " + b"a " * n, b"   " * n + b"x",
+             b"a" * n + b" ", b"*" + b" " * n + b"x", b"~" * n + b"`", b"`" * n + b"x"]:
+    parse_report(head + line + b"\\n```\\n")
+    parse_report(head + b"===FILE:a.sql ===\\n" + line + b"\\n```\\n")
+"""
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_glob_lines_are_not_taken_for_comments() -> None:
+    body = "idea_implementation:\n===FILE:x.attributes ===\n*.sql text eol=lf\n```\n"
+    assert "content.placeholder" not in codes(report(body))

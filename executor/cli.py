@@ -25,9 +25,11 @@ STATUSES = ("new", "approved", "rejected")
 
 
 def _fail(ctx: click.Context, message: str, code: ExitCode, hint: str | None = None) -> NoReturn:
-    click.echo(f"executor: error: {message}", err=True)
+    from executor.terminal import inert
+
+    click.echo(f"executor: error: {inert(message)}", err=True)
     if hint:
-        click.echo(f"executor: hint: {hint}", err=True)
+        click.echo(f"executor: hint: {inert(hint)}", err=True)
     ctx.exit(int(code))
 
 
@@ -81,7 +83,8 @@ def _actor(by: str | None) -> str:
 
 
 def _print_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+    # ASCII-escaped: report text must not reach a terminal raw, even as JSON.
+    click.echo(json.dumps(data, indent=2, ensure_ascii=True))
 
 
 @click.group(cls=ExecutorGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -42,6 +42,11 @@ def _is_filler(line: bytes) -> bool:
     return _FILLER.fullmatch(line.strip()) is not None
 
 
+# Controls no source file needs (tab, LF, CR and form feed are fine; NUL has
+# its own rule) and the Trojan Source bidi overrides (CVE-2021-42574).
+_HIDDEN = re.compile("[\x01-\x08\x0b\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
 def check_content(data: bytes, limits: Limits) -> list[ContentViolation]:
     """Everything wrong with one file's bytes."""
     out: list[ContentViolation] = []
@@ -60,7 +65,7 @@ def check_content(data: bytes, limits: Limits) -> list[ContentViolation]:
             )
         )
     try:
-        data.decode("utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         out.append(
             ContentViolation(
@@ -69,6 +74,18 @@ def check_content(data: bytes, limits: Limits) -> list[ContentViolation]:
                 _line_of(data, exc.start),
             )
         )
+    else:
+        if hidden := _HIDDEN.search(text):
+            code = ord(hidden[0])
+            bidi = 0x202A <= code <= 0x202E or 0x2066 <= code <= 0x2069
+            out.append(
+                ContentViolation(
+                    "bidi_control" if bidi else "control_char",
+                    f"contains {'bidirectional override' if bidi else 'control character'} U+{code:04X}, "
+                    "which can hide or reorder code when it is read; remove it",
+                    text.count("\n", 0, hidden.start()) + 1,
+                )
+            )
     if not data.strip():
         out.append(
             ContentViolation("empty", "has no content; the file would be created empty", is_error=False)

@@ -12,12 +12,21 @@ from rich.table import Table
 from executor.ingest import ReportOutcome
 from executor.models import Level, Proposal
 from executor.store.proposals import AuditEntry, Decision, StoredProposal, Summary
+from executor.terminal import inert
 
 
 def stdout_console() -> Console:
-    # Piped output must not wrap: scripts parse it line by line.
-    console = Console()
-    return console if console.is_terminal else Console(width=10_000, no_color=True)
+    # Piped output must not wrap: scripts parse it line by line. No emoji
+    # codes (":lock:") or auto-highlighting may alter report text.
+    console = Console(emoji=False, highlight=False)
+    if console.is_terminal:
+        return console
+    return Console(width=10_000, no_color=True, emoji=False, highlight=False)
+
+
+def safe(text: str, *, multiline: bool = False) -> str:
+    """Report-derived text made inert for a terminal and for rich markup."""
+    return escape(inert(text, multiline=multiline))
 
 
 def _time(value: datetime) -> str:
@@ -132,7 +141,7 @@ def _count(n: int, word: str) -> str:
 
 def outcome_line(o: ReportOutcome) -> str:
     if o.error is not None or o.proposal is None or o.result is None:
-        return f"[red]error[/]     {escape(o.error or str(o.path))}"
+        return f"[red]error[/]     {safe(o.error or str(o.path))}"
     p, r = o.proposal, o.result
     errors = len(p.errors())
     warnings = len(p.problems) - errors
@@ -141,7 +150,7 @@ def outcome_line(o: ReportOutcome) -> str:
     ]
     parts = [
         label,
-        escape(p.id),
+        safe(p.id),
         f"rev {r.revision}",
         p.kind.value,
         _count(len(p.files), "file"),
@@ -149,10 +158,10 @@ def outcome_line(o: ReportOutcome) -> str:
         _count(warnings, "warning"),
     ]
     if r.outcome == "revised" and r.voided is not None:
-        parts.append(f"[yellow]{r.voided.decision.value} by {escape(r.voided.actor)} voided[/]")
+        parts.append(f"[yellow]{r.voided.decision.value} by {safe(r.voided.actor)} voided[/]")
     if o.malformed:
         parts.append("[red]malformed[/]")
-    return "  ".join(parts) + f"  ({escape(o.path.name)})"
+    return "  ".join(parts) + f"  ({safe(o.path.name)})"
 
 
 def summaries_table(rows: list[Summary]) -> Table:
@@ -162,7 +171,7 @@ def summaries_table(rows: list[Summary]) -> Table:
     for s in rows:
         problems = f"{s.errors}E {s.warnings}W" if s.errors or s.warnings else "-"
         table.add_row(
-            escape(s.id),
+            safe(s.id),
             str(s.revision),
             s.kind.value,
             "-" if s.severity is None else str(s.severity),
@@ -170,7 +179,7 @@ def summaries_table(rows: list[Summary]) -> Table:
             "yes" if s.executable else "no",
             str(s.files),
             problems,
-            escape(s.opportunity or ""),
+            safe(s.opportunity or ""),
         )
     return table
 
@@ -179,7 +188,7 @@ def render_proposal(console: Console, stored: StoredProposal, *, content: bool) 
     from rich.syntax import Syntax
 
     p = stored.proposal
-    console.print(f"[bold]{escape(p.id)}[/]  revision {stored.revision}  digest {p.digest}")
+    console.print(f"[bold]{safe(p.id)}[/]  revision {stored.revision}  digest {p.digest}")
     facts = [
         ("kind", p.kind_label or p.kind.value),
         ("timestamp", p.timestamp or "-"),
@@ -198,19 +207,19 @@ def render_proposal(console: Console, stored: StoredProposal, *, content: bool) 
         if d.override_reason:
             facts.append(("block overridden", d.override_reason))
     for key, value in facts:
-        console.print(f"  {key:<16} {escape(value)}")
+        console.print(f"  {key:<16} {safe(value)}")
     if p.files:
         table = Table(title="files", title_justify="left", box=None, pad_edge=False)
         for column in ("PATH", "LANGUAGE", "BYTES", "SHA256", "REPORT LINES", "DESCRIPTION"):
             table.add_column(column)
         for f in p.files:
             table.add_row(
-                escape(f.path),
+                safe(f.path),
                 f.language,
                 str(f.size),
                 f.sha256[:12],
                 f"{f.line_start}-{f.line_end}" if f.size else f"{f.header_line} (empty)",
-                escape(f.description or ""),
+                safe(f.description or ""),
             )
         console.print(table)
     if p.problems:
@@ -223,13 +232,13 @@ def render_proposal(console: Console, stored: StoredProposal, *, content: bool) 
                 f"[{style}]{problem.level.value}[/]",
                 problem.code,
                 "-" if problem.line is None else str(problem.line),
-                escape(problem.message),
+                safe(problem.message),
             )
         console.print(table)
     if content:
         for f in p.files:
-            console.rule(escape(f.path))
-            text = f.content.decode("utf-8", "replace")
+            console.rule(safe(f.path))
+            text = inert(f.content.decode("utf-8", "replace"), multiline=True)
             lexer = {"javascript": "javascript", "python": "python", "sql": "sql"}.get(f.language, "text")
             console.print(Syntax(text, lexer, line_numbers=True, word_wrap=True))
 
@@ -244,10 +253,10 @@ def audit_table(entries: list[AuditEntry]) -> Table:
         )
         table.add_row(
             _time(e.at),
-            escape(e.proposal_id or "-"),
+            safe(e.proposal_id or "-"),
             "-" if e.revision is None else str(e.revision),
             e.event,
-            escape(e.actor),
-            escape(detail),
+            safe(e.actor),
+            safe(detail),
         )
     return table

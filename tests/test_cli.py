@@ -316,3 +316,31 @@ def test_real_process_unusable_store_exits_3(tmp_path: Path) -> None:
     result = run_executor("list", env={"EXECUTOR_HOME": str(blocker / "home")})
     assert result.returncode == 3
     assert "cannot create the store directory" in result.stderr
+
+
+def test_terminal_control_sequences_in_reports_are_shown_inert(run_cli: Cli, tmp_path: Path) -> None:
+    text = (
+        seed("003")
+        .read_text(encoding="utf-8")
+        .replace(SEED_IDS["003"], "fsar_esc")
+        .replace("Make.com Scenario Generation", "Gen \x1b]0;pwned\x07\x1b[8mHIDDEN :lock: \u202eevil")
+        .replace("email VARCHAR(255) UNIQUE", "email VARCHAR(255) UNIQUE -- \x1b[1A\x1b[2K")
+    )
+    (tmp_path / "esc.txt").write_text(text, encoding="utf-8")
+    assert run_cli("ingest", tmp_path / "esc.txt").exit_code == 0
+    for args in (
+        ("show", "fsar_esc", "--content"),
+        ("list",),
+        ("show", "--json", "fsar_esc"),
+        ("list", "--json"),
+    ):
+        out = run_cli(*args).output
+        assert "\x1b" not in out, args
+        assert "\u202e" not in out, args
+        assert "\x07" not in out, args
+    shown = run_cli("show", "fsar_esc").output
+    assert "\\x1b]0;pwned\\x07" in shown
+    assert ":lock:" in shown
+    data = json.loads(run_cli("show", "--json", "fsar_esc").output)
+    assert [p["code"] for p in data["problems"]] == ["content.control_char"]
+    assert data["executable"] is False

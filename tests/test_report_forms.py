@@ -385,3 +385,24 @@ for line in [b"===FILE:a" + b" " * n + b"b", b"This is for opportunity:" + b" " 
 def test_glob_lines_are_not_taken_for_comments() -> None:
     body = "idea_implementation:\n===FILE:x.attributes ===\n*.sql text eol=lf\n```\n"
     assert "content.placeholder" not in codes(report(body))
+
+
+@pytest.mark.parametrize(
+    ("char", "code"),
+    [
+        ("\x1b", "content.control_char"),
+        ("\x7f", "content.control_char"),
+        ("\u202e", "content.bidi_control"),
+        ("\u2066", "content.bidi_control"),
+    ],
+)
+def test_hidden_characters_in_content_are_refused(char: str, code: str) -> None:
+    body = f"idea_implementation:\n===FILE:a.js ===\nconst ok = 1;\nconst s = 'x{char}y';\n```\n"
+    p = parse_report(report(body))
+    assert [(q.code, q.line) for q in p.problems] == [(code, 11)]
+    assert not p.executable
+
+
+def test_tab_cr_and_form_feed_are_ordinary_text() -> None:
+    body = "idea_implementation:\n===FILE:a.py ===\nx = 1\t# tab\r\n\x0cy = 2\n```\n"
+    assert codes(report(body)) == []

@@ -1,0 +1,30 @@
+"""Making untrusted text inert before it reaches a terminal.
+
+Report text may carry C0/C1 controls (ESC sequences can move the cursor and
+erase lines a reviewer should see) and bidirectional overrides that reorder
+what is displayed. Every report-derived string printed for people goes
+through ``inert``; JSON output is ASCII-escaped instead.
+"""
+
+from __future__ import annotations
+
+import re
+
+_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def _visible(match: re.Match[str]) -> str:
+    code = ord(match[0])
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def inert(text: str, *, multiline: bool = False) -> str:
+    """``text`` with every terminal-active character shown as an escape.
+
+    Newlines and tabs are kept when ``multiline``; otherwise a newline is shown
+    as ``\\n`` so one value stays on one line.
+    """
+    shown = _UNSAFE.sub(_visible, text)
+    if not multiline:
+        shown = shown.replace("\n", "\\n").replace("\t", " ")
+    return shown

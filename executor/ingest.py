@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from executor.config import Settings
-from executor.errors import ReportError
+from executor.errors import RefusedError, ReportError
 from executor.models import Proposal
 from executor.report import is_malformed, parse_report, storable
 from executor.store.proposals import IngestResult, ProposalStore
@@ -86,5 +86,9 @@ def ingest_paths(
                 "this is a bug in proposal-executor, please report it with the report attached",
             )
             continue
-        result = store.ingest(proposal, source=storable(str(path.resolve())), actor=actor)
+        try:
+            result = store.ingest(proposal, source=storable(str(path.resolve())), actor=actor)
+        except RefusedError as exc:
+            yield ReportOutcome(path, error=f"{name}: {exc}")
+            continue
         yield ReportOutcome(path, proposal, result)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import threading
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from alembic import command
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, create_engine, make_url, text
 
 from executor.errors import InfrastructureError, RefusedError, SchemaDriftError, UnknownProposalError
 from executor.models import Kind, Proposal, Status
@@ -18,10 +21,29 @@ from executor.store.proposals import ProposalStore
 from executor.store.schema import SCHEMA_REVISION
 from tests.conftest import SEED_FILES, SEED_IDS, seed
 
+# The store is written for SQLite and PostgreSQL alike. Set
+# EXECUTOR_TEST_POSTGRES_URL (a server URL whose user may create databases)
+# to run every store test against PostgreSQL as well.
+POSTGRES_URL = os.environ.get("EXECUTOR_TEST_POSTGRES_URL")
+BACKENDS = ["sqlite", "postgresql"] if POSTGRES_URL else ["sqlite"]
 
-@pytest.fixture
-def db_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'store.db'}"
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'store.db'}"
+        return
+    assert POSTGRES_URL is not None
+    name = f"executor_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
 @pytest.fixture
@@ -228,3 +250,43 @@ def test_unreachable_database_is_an_infrastructure_error(tmp_path: Path) -> None
 def test_invalid_url_is_an_infrastructure_error() -> None:
     with pytest.raises(InfrastructureError, match="not valid"):
         open_engine("not a url")
+
+
+def test_ids_differing_only_by_case_are_refused(store: ProposalStore) -> None:
+    proposal = parse_report(seed("003").read_bytes())
+    store.ingest(proposal, source="a", actor="ci")
+    twin = parse_report(seed("003").read_bytes().replace(proposal.id.encode(), proposal.id.upper().encode()))
+    with pytest.raises(RefusedError, match="differs only by case"):
+        store.ingest(twin, source="b", actor="ci")
+
+
+def test_decision_racing_a_revision_never_lands_on_the_superseded_one(db_url: str) -> None:
+    """Ingest of revision 2 and an approval of revision 1 race; the approval is refused or voided."""
+    store = ProposalStore(open_engine(db_url))
+    first = parse_report(seed("003").read_bytes())
+    store.ingest(first, source="a", actor="ci")
+    second = edited("003", b"users", b"members")
+    results: list[str] = []
+
+    def approve_first() -> None:
+        try:
+            ProposalStore(create_store_engine(db_url)).decide(
+                first.id, revision=1, digest=first.digest, decision=Status.APPROVED, actor="racer"
+            )
+            results.append("approved")
+        except RefusedError:
+            results.append("refused")
+
+    threads = [threading.Thread(target=approve_first)]
+    threads[0].start()
+    ProposalStore(create_store_engine(db_url)).ingest(second, source="b", actor="ci")
+    threads[0].join()
+    head = store.get(first.id)
+    assert (head.revision, head.status) == (2, Status.NEW)
+    events = [e.event for e in store.log(first.id)]
+    if results == ["approved"]:
+        # The approval committed first, so the revision voided it, in that order.
+        assert events == ["ingested", "approved", "revised", "approval_voided"]
+        assert store.get(first.id, revision=1).status is Status.NEW
+    else:
+        assert events == ["ingested", "revised"]

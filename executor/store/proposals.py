@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, and_, func, insert, select, update
+from sqlalchemy import Engine, and_, func, insert, select, text, update
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
@@ -124,7 +124,20 @@ class ProposalStore:
         raise AssertionError("unreachable")
 
     def _ingest(self, connection: Connection, proposal: Proposal, *, source: str, actor: str) -> IngestResult:
+        self._lock(connection, proposal.id)
         head = self._head_row(connection, proposal.id)
+        if head is None:
+            twin = connection.execute(
+                select(proposals.c.id)
+                .where(func.lower(proposals.c.id) == proposal.id.lower(), proposals.c.id != proposal.id)
+                .limit(1)
+            ).scalar()
+            if twin is not None:
+                raise RefusedError(
+                    f"proposal id {proposal.id!r} differs only by case from the stored {twin!r}; "
+                    "their branches would collide on case-insensitive filesystems",
+                    hint="fix the id in the report",
+                )
         if head is not None and head.digest == proposal.digest:
             return IngestResult(proposal.id, head.revision, "unchanged")
         revision = 1 if head is None else head.revision + 1
@@ -198,6 +211,7 @@ class ProposalStore:
         decision always vouches for exactly what its maker saw.
         """
         with self._transaction() as connection:
+            self._lock(connection, proposal_id)
             head = self._head_row(connection, proposal_id)
             if head is None:
                 raise UnknownProposalError(f"no proposal with id {proposal_id!r}")
@@ -339,6 +353,21 @@ class ProposalStore:
         ]
 
     # -- helpers --------------------------------------------------------------
+
+    @staticmethod
+    def _lock(connection: Connection, proposal_id: str) -> None:
+        """Serialize writers of one proposal until the transaction ends.
+
+        SQLite already serializes every writer at BEGIN IMMEDIATE. On
+        PostgreSQL, READ COMMITTED alone lets two ingests pick the same next
+        revision, or a decision land on a revision being superseded; a
+        transaction-scoped advisory lock per id (case-folded, so ids differing
+        only by case serialize too) closes both races and dies with its holder.
+        """
+        if connection.dialect.name == "postgresql":
+            connection.execute(
+                text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": proposal_id.lower()}
+            )
 
     @staticmethod
     def _head_row(connection: Connection, proposal_id: str) -> Row[Any] | None:

@@ -195,7 +195,10 @@ def show(
 @click.option("--override-block", is_flag=True, help="Approve although the report sets block_execution.")
 @click.option("--reason", help="Why the block is overridden (required with --override-block).")
 @click.option(
-    "--digest", "digest_prefix", metavar="PREFIX", help="Refuse unless the digest starts with this."
+    "--digest",
+    "digest_prefix",
+    metavar="PREFIX",
+    help="Refuse unless the digest starts with this (at least 8 hex digits).",
 )
 @click.pass_context
 def approve(
@@ -221,6 +224,7 @@ def approve(
         override_block=override_block,
         reason=reason,
         review_threshold=settings.review_threshold,
+        limits=settings.limits,
         digest_prefix=digest_prefix,
     )
     if stored.status is Status.APPROVED and not (override_block or note):

@@ -23,7 +23,7 @@ MAX_PATH_BYTES = 4096
 _WINDOWS_INVALID = frozenset('<>:"|?*')
 _WINDOWS_RESERVED = frozenset(
     ["con", "prn", "aux", "nul", "conin$", "conout$"]
-    + [f"{dev}{n}" for dev in ("com", "lpt") for n in "123456789\u00b9\u00b2\u00b3"]
+    + [f"{dev}{n}" for dev in ("com", "lpt") for n in "0123456789\u00b9\u00b2\u00b3"]
 )
 #: Files git itself interprets; a proposal may write them only where the
 #: repository's executor config allows it (checked at write time).
@@ -39,6 +39,7 @@ class PathViolation:
 
     rule: str
     message: str
+    is_error: bool = True
 
 
 def _ignorable(ch: str) -> bool:
@@ -75,16 +76,20 @@ def _reserved_windows(component: str) -> bool:
 
 
 def check_path(path: str) -> list[PathViolation]:
-    """Every rule ``path`` breaks; empty when it is safe to execute."""
+    """Every rule ``path`` breaks; executable when none of them is an error.
+
+    Warnings (``is_error=False``) name rules only the write step can settle
+    against the target repository, such as git metadata files.
+    """
     if path == "":
         return [PathViolation("empty", "the path is empty; name a file relative to the repository")]
     out: list[PathViolation] = []
     seen: set[str] = set()
 
-    def add(rule: str, message: str) -> None:
+    def add(rule: str, message: str, *, is_error: bool = True) -> None:
         if rule not in seen:
             seen.add(rule)
-            out.append(PathViolation(rule, message))
+            out.append(PathViolation(rule, message, is_error))
 
     # Most paths are plain ASCII: look only at the characters that can offend.
     suspects = _ASCII_SUSPECTS.findall(path) if path.isascii() else path
@@ -137,7 +142,8 @@ def check_path(path: str) -> list[PathViolation]:
             add(
                 "git_metadata",
                 f"writes {comp!r}, which changes how git reads the repository; "
-                "allowed only where the repository's executor config permits it",
+                "it is written only where the target repository's executor config allows it",
+                is_error=False,
             )
         if len(comp.encode("utf-8", "surrogatepass")) > MAX_COMPONENT_BYTES:
             add("component_too_long", f"has a component over {MAX_COMPONENT_BYTES} bytes")

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
@@ -127,6 +127,79 @@ def parse_report(
 def is_malformed(proposal: Proposal) -> bool:
     """A report whose header could not be read as written (``ingest`` exits 2)."""
     return any(p.level is Level.ERROR and p.code.startswith("header.") for p in proposal.problems)
+
+
+def file_problems(change: FileChange, limits: Limits, *, raw_path: str | None = None) -> list[Problem]:
+    """Path and content problems of one file.
+
+    ``raw_path`` is the path as written in the report, before undecodable
+    bytes and NUL were made visible; the stored, escaped form is checked when
+    it is not given (as when a stored proposal is checked again), which can
+    only refuse more, never less.
+    """
+    shown = change.path
+    out = []
+    for violation in check_path(change.path if raw_path is None else raw_path):
+        out.append(
+            Problem(
+                code=f"path.{violation.rule}",
+                level=Level.ERROR if violation.is_error else Level.WARNING,
+                message=f"path '{shown}' {violation.message}",
+                path=shown,
+                line=change.header_line,
+            )
+        )
+    for issue in check_content(change.content, limits):
+        out.append(
+            Problem(
+                code=f"content.{issue.rule}",
+                level=Level.ERROR if issue.is_error else Level.WARNING,
+                message=f"{shown} {issue.message}",
+                path=shown,
+                line=change.line_start + issue.line - 1 if issue.line else change.header_line,
+            )
+        )
+    return out
+
+
+def set_problems(files: Sequence[FileChange], limits: Limits) -> list[Problem]:
+    """Problems of the files taken together: duplicates, collisions, total size."""
+    out = []
+    seen: dict[str, FileChange] = {}
+    for change in files:
+        earlier = seen.setdefault(change.path, change)
+        if earlier is not change:
+            out.append(
+                Problem(
+                    code="path.duplicate",
+                    level=Level.ERROR,
+                    message=f"'{change.path}' is written twice (lines {earlier.header_line} and "
+                    f"{change.header_line}); a proposal must give each file once",
+                    path=change.path,
+                    line=change.header_line,
+                )
+            )
+    for first, second, why in find_collisions(seen):
+        out.append(
+            Problem(
+                code="path.collision",
+                level=Level.ERROR,
+                message=f"'{first}' and '{second}' {why}; they cannot both be written",
+                path=second,
+                line=seen[second].header_line,
+            )
+        )
+    total = sum(f.size for f in files)
+    if total > limits.max_proposal_bytes:
+        out.append(
+            Problem(
+                code="proposal.too_large",
+                level=Level.ERROR,
+                message=f"the files total {total} bytes, over the limit of {limits.max_proposal_bytes} "
+                "bytes per proposal",
+            )
+        )
+    return out
 
 
 @dataclass
@@ -368,7 +441,7 @@ class _BodyScanner:
                 "no file changes found; expected 'Create or update the file PATH with this complete "
                 "content:' or '===FILE:PATH ===' blocks",
             )
-        self._check_files(files)
+        self.report.problems.extend(set_problems(files, self.report.limits))
         return files, opportunity
 
     def _problem(self, code: str, message: str, *, path: str | None = None, line: int | None = None) -> None:
@@ -459,58 +532,8 @@ class _BodyScanner:
             line_start=first,
             line_end=last,
         )
-        self._check_file(path, change)
+        self.report.problems.extend(file_problems(change, self.report.limits, raw_path=path))
         return change, (k + 1 if ended_by in ("fence", "snippet") else k)
-
-    def _check_file(self, raw_path: str, change: FileChange) -> None:
-        shown = change.path
-        for violation in check_path(raw_path):
-            self.report.problem(
-                f"path.{violation.rule}",
-                Level.ERROR,
-                f"path '{shown}' {violation.message}",
-                path=shown,
-                line=change.header_line,
-            )
-        for issue in check_content(change.content, self.report.limits):
-            line = change.line_start + issue.line - 1 if issue.line else change.header_line
-            self.report.problem(
-                f"content.{issue.rule}",
-                Level.ERROR if issue.is_error else Level.WARNING,
-                f"{shown} {issue.message}",
-                path=shown,
-                line=line,
-            )
-
-    def _check_files(self, files: list[FileChange]) -> None:
-        seen: dict[str, FileChange] = {}
-        for change in files:
-            earlier = seen.setdefault(change.path, change)
-            if earlier is not change:
-                self.report.problem(
-                    "path.duplicate",
-                    Level.ERROR,
-                    f"'{change.path}' is written twice (lines {earlier.header_line} and "
-                    f"{change.header_line}); a proposal must give each file once",
-                    path=change.path,
-                    line=change.header_line,
-                )
-        for first, second, why in find_collisions(seen):
-            self.report.problem(
-                "path.collision",
-                Level.ERROR,
-                f"'{first}' and '{second}' {why}; they cannot both be written",
-                path=second,
-                line=seen[second].header_line,
-            )
-        total = sum(f.size for f in files)
-        if total > self.report.limits.max_proposal_bytes:
-            self.report.problem(
-                "proposal.too_large",
-                Level.ERROR,
-                f"the files total {total} bytes, over the limit of "
-                f"{self.report.limits.max_proposal_bytes} bytes per proposal",
-            )
 
 
 class _MarkdownReport(_Report):

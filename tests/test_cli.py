@@ -186,10 +186,25 @@ def test_approve_binds_to_digest_and_is_idempotent(ingested: Cli) -> None:
     ]
 
 
-def test_approve_with_a_stale_digest_is_refused(ingested: Cli) -> None:
-    result = ingested("approve", P003, "--digest", "deadbeef")
+def test_approve_with_a_stale_or_short_digest_is_refused(ingested: Cli) -> None:
+    digest = json.loads(ingested("show", "--json", P003).output)["digest"]
+    for prefix in ("deadbeef", "", digest[:4]):
+        result = ingested("approve", P003, "--digest", prefix)
+        assert result.exit_code == 2, prefix
+        assert "not what you reviewed" in result.output
+    assert ingested("approve", P003, "--digest", digest[:8].upper()).exit_code == 0
+
+
+def test_approve_checks_again_under_the_current_limits(
+    ingested: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EXECUTOR_MAX_FILE_BYTES", "100")
+    again = ingested("ingest", seed("003"))
+    assert "unchanged" in again.output
+    result = ingested("approve", P003)
     assert result.exit_code == 2
-    assert "not what you reviewed" in result.output
+    assert "not executable under the current configuration" in result.output
+    assert "over the limit of 100 bytes" in result.output
 
 
 def test_non_executable_proposals_cannot_be_approved(ingested: Cli) -> None:

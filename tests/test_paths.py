@@ -58,6 +58,7 @@ def test_ordinary_paths_pass(path: str) -> None:
         ("aux", "windows_reserved"),
         ("dir/COM1.txt", "windows_reserved"),
         ("lpt\u00b9", "windows_reserved"),
+        ("COM0.log", "windows_reserved"),
         ("name.", "trailing_dot_space"),
         ("name ", "trailing_dot_space"),
         ("a<b", "windows_char"),

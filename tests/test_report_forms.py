@@ -132,7 +132,6 @@ def test_backquoted_path_in_create_form() -> None:
         ("a//b.sql", "path.empty_component"),
         ("con.sql", "path.windows_reserved"),
         ("x" * 256 + ".sql", "path.component_too_long"),
-        (".gitmodules", "path.git_metadata"),
     ],
 )
 def test_unsafe_paths_make_the_proposal_non_executable(path: str, rule: str) -> None:
@@ -406,3 +405,9 @@ def test_hidden_characters_in_content_are_refused(char: str, code: str) -> None:
 def test_tab_cr_and_form_feed_are_ordinary_text() -> None:
     body = "idea_implementation:\n===FILE:a.py ===\nx = 1\t# tab\r\n\x0cy = 2\n```\n"
     assert codes(report(body)) == []
+
+
+def test_git_metadata_files_are_a_warning_settled_at_write_time() -> None:
+    p = parse_report(report("idea_implementation:\n===FILE:.gitattributes ===\n*.sql text\n```\n"))
+    assert [(q.code, q.level) for q in p.problems] == [("path.git_metadata", Level.WARNING)]
+    assert p.executable

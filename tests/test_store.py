@@ -5,17 +5,20 @@ from __future__ import annotations
 import os
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic import command
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, make_url, text
+from sqlalchemy import Column, Engine, MetaData, String, Table, Text, create_engine, make_url, text
+from sqlalchemy.types import TypeEngine
 
 from executor.errors import InfrastructureError, RefusedError, SchemaDriftError, UnknownProposalError
 from executor.models import Kind, Proposal, Status
 from executor.report import parse_report
+from executor.store import schema
 from executor.store.database import alembic_config, create_store_engine, ensure_schema, open_engine
 from executor.store.proposals import ProposalStore
 from executor.store.schema import SCHEMA_REVISION
@@ -221,6 +224,61 @@ def test_dropped_column_is_refused_naming_table_and_column(db_url: str) -> None:
     with pytest.raises(SchemaDriftError, match="table 'decisions' has no column 'override_reason'") as caught:
         open_engine(db_url)
     assert caught.value.exit_code == 3
+
+
+def _recreate(engine: Engine, name: str, mutate: Callable[[Table], Table]) -> None:
+    """Drop table ``name`` and create it again as ``mutate`` changes its definition."""
+    with engine.begin() as connection:
+        connection.execute(text(f"DROP TABLE {name}"))
+        mutate(schema.metadata.tables[name].to_metadata(MetaData())).create(connection)
+
+
+def _without_fk(table: Table) -> Table:
+    columns = [Column(c.name, c.type, primary_key=c.primary_key, nullable=c.nullable) for c in table.columns]
+    return Table(table.name, MetaData(), *columns)
+
+
+def _without_pk(table: Table) -> Table:
+    return Table(table.name, MetaData(), *[Column(c.name, c.type, nullable=True) for c in table.columns])
+
+
+def _column_type(column: str, new_type: TypeEngine[Any]) -> Callable[[Table], Table]:
+    def mutate(table: Table) -> Table:
+        columns = [
+            Column(
+                c.name,
+                new_type if c.name == column else c.type,
+                primary_key=c.primary_key,
+                nullable=c.nullable,
+            )
+            for c in table.columns
+        ]
+        return Table(table.name, MetaData(), *columns)
+
+    return mutate
+
+
+@pytest.mark.parametrize(
+    ("table", "mutate", "message"),
+    [
+        ("proposal_files", _column_type("content", Text()), "column proposal_files.content is TEXT"),
+        ("decisions", _column_type("digest", String(8)), "decisions.digest holds at most 8 characters"),
+        (
+            "decisions",
+            _without_fk,
+            "table 'decisions' lost its foreign key ['proposal_id', 'revision'] -> 'proposals'",
+        ),
+        ("audit_log", _without_pk, "table 'audit_log' has primary key none, not ['seq']"),
+    ],
+)
+def test_changed_types_keys_and_lengths_are_drift(
+    db_url: str, table: str, mutate: Callable[[Table], Table], message: str
+) -> None:
+    engine = open_engine(db_url)
+    _recreate(engine, table, mutate)
+    with pytest.raises(SchemaDriftError) as caught:
+        open_engine(db_url)
+    assert message in str(caught.value)
 
 
 def test_dropped_table_is_refused(db_url: str) -> None:

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy import Column, Engine, TypeDecorator, create_engine, event, inspect, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+from sqlalchemy.types import TypeEngine
 
 from executor.errors import InfrastructureError, SchemaDriftError
 from executor.store.schema import SCHEMA_REVISION, metadata
@@ -88,36 +89,74 @@ class Drift:
     message: str
 
 
+def _affinity(column_type: TypeEngine[Any]) -> type[TypeEngine[Any]]:
+    """The generic type a dialect type stands for (VARCHAR -> String, BYTEA -> LargeBinary)."""
+    if isinstance(column_type, TypeDecorator):
+        column_type = column_type.impl_instance
+    affinity = column_type._type_affinity
+    return affinity if affinity is not None else type(column_type)
+
+
+def _type_drift(table: str, column: Column[Any], live: Any) -> str | None:
+    want, have = _affinity(column.type), _affinity(live)
+    if not (issubclass(have, want) or issubclass(want, have)):
+        return f"column {table}.{column.name} is {live}, not {column.type.compile()}"
+    want_length = getattr(column.type, "length", None)
+    have_length = getattr(live, "length", None)
+    if want_length is not None and have_length is not None and have_length < want_length:
+        return f"column {table}.{column.name} holds at most {have_length} characters, not {want_length}"
+    return None
+
+
 def find_drift(connection: Connection) -> list[Drift]:
-    """Differences between the live schema and ``schema.metadata`` that break queries."""
+    """Differences between the live schema and ``schema.metadata`` that break queries.
+
+    Checked: tables, columns, their type family and length, nullability,
+    primary keys and foreign keys. Extra nullable columns are tolerated.
+    """
     inspector = inspect(connection)
     live_tables = set(inspector.get_table_names())
     drift: list[Drift] = []
     for table in metadata.sorted_tables:
-        if table.name not in live_tables:
-            drift.append(Drift(table.name, None, f"table {table.name!r} is missing"))
+        name = table.name
+        if name not in live_tables:
+            drift.append(Drift(name, None, f"table {name!r} is missing"))
             continue
-        live = {c["name"]: c for c in inspector.get_columns(table.name)}
+        live = {c["name"]: c for c in inspector.get_columns(name)}
         for column in table.columns:
             found = live.pop(column.name, None)
             if found is None:
-                drift.append(
-                    Drift(table.name, column.name, f"table {table.name!r} has no column {column.name!r}")
-                )
-            elif bool(found["nullable"]) != bool(column.nullable) and not column.primary_key:
+                drift.append(Drift(name, column.name, f"table {name!r} has no column {column.name!r}"))
+                continue
+            if problem := _type_drift(name, column, found["type"]):
+                drift.append(Drift(name, column.name, problem))
+            if bool(found["nullable"]) != bool(column.nullable) and not column.primary_key:
                 want = "nullable" if column.nullable else "NOT NULL"
-                drift.append(
-                    Drift(table.name, column.name, f"column {table.name}.{column.name} should be {want}")
-                )
-        for extra in live:
-            if not live[extra]["nullable"] and live[extra].get("default") is None:
+                drift.append(Drift(name, column.name, f"column {name}.{column.name} should be {want}"))
+        for extra, found in live.items():
+            if not found["nullable"] and found.get("default") is None:
                 drift.append(
                     Drift(
-                        table.name,
+                        name,
                         extra,
-                        f"table {table.name!r} has an unknown NOT NULL column {extra!r} "
-                        "that this executor cannot fill",
+                        f"table {name!r} has an unknown NOT NULL column {extra!r} that this executor cannot fill",
                     )
+                )
+        want_pk = [c.name for c in table.primary_key.columns]
+        have_pk = inspector.get_pk_constraint(name).get("constrained_columns") or []
+        if sorted(want_pk) != sorted(have_pk):
+            drift.append(
+                Drift(name, None, f"table {name!r} has primary key {have_pk or 'none'}, not {want_pk}")
+            )
+        have_fks = {
+            (tuple(fk["constrained_columns"]), fk["referred_table"])
+            for fk in inspector.get_foreign_keys(name)
+        }
+        for fk in table.foreign_key_constraints:
+            key = (tuple(fk.column_keys), fk.referred_table.name)
+            if key not in have_fks:
+                drift.append(
+                    Drift(name, None, f"table {name!r} lost its foreign key {list(key[0])} -> {key[1]!r}")
                 )
     return drift
 

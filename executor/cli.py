@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+import unicodedata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -39,6 +40,14 @@ class ExecutorGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except KeyboardInterrupt:
+            click.echo("executor: interrupted", err=True)
+            ctx.exit(130)
+        except BrokenPipeError:
+            from executor.terminal import silence_stdout
+
+            silence_stdout()
+            ctx.exit(141)  # as if killed by SIGPIPE, like other tools in a pipeline
         except ExecutorError as exc:
             if ctx.meta.get("executor.debug"):
                 raise
@@ -54,6 +63,35 @@ class ExecutorGroup(click.Group):
                 ExitCode.INFRASTRUCTURE,
                 "this is a bug in proposal-executor; rerun with --debug for the traceback and report it",
             )
+
+
+def _text(limit: int, *, multiline: bool = False) -> Any:
+    """A click callback refusing text the store or a terminal should not get."""
+
+    def check(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if len(value) > limit:
+            raise click.BadParameter(f"is {len(value)} characters long; at most {limit} are kept")
+        for ch in value:
+            category = unicodedata.category(ch)
+            if category == "Cs":
+                raise click.BadParameter("is not valid UTF-8 text")
+            if category == "Cc" and not (multiline and ch in "\n\t"):
+                raise click.BadParameter(f"contains control character U+{ord(ch):04X}")
+        return value
+
+    return check
+
+
+def _proposal_id(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    from executor.report import ID_RE
+
+    if value is not None and not ID_RE.match(value):
+        from executor.terminal import inert
+
+        raise click.BadParameter(f"{inert(value)!r} is not a proposal id; see: executor list")
+    return value
 
 
 def _settings(ctx: click.Context) -> Settings:
@@ -76,8 +114,10 @@ def _actor(by: str | None) -> str:
         return by.strip()
     import getpass
 
+    from executor.report import storable
+
     try:
-        return getpass.getuser()
+        return storable(getpass.getuser())[:256]
     except (KeyError, OSError):
         return "unknown"
 
@@ -106,7 +146,9 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @cli.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome of every report as JSON.")
-@click.option("--by", help="Who ingests (recorded in the audit log); default: the OS user.")
+@click.option(
+    "--by", callback=_text(256), help="Who ingests (recorded in the audit log); default: the OS user."
+)
 @click.pass_context
 def ingest(ctx: click.Context, paths: tuple[Path, ...], as_json: bool, by: str | None) -> None:
     """Parse reports (files or directories) and store their proposals.
@@ -123,7 +165,7 @@ def ingest(ctx: click.Context, paths: tuple[Path, ...], as_json: bool, by: str |
     outcomes = []
     for outcome in ingest_paths(paths, store, settings, actor=_actor(by)):
         outcomes.append(outcome)
-        if not as_json:
+        if not as_json:  # goes quiet, and storing goes on, if the reader leaves (| head)
             console.print(outcome_line(outcome), highlight=False)
     if as_json:
         _print_json([outcome_json(o) for o in outcomes])
@@ -153,7 +195,7 @@ def list_(ctx: click.Context, kind: str | None, status: str | None, as_json: boo
 
 
 @cli.command()
-@click.argument("proposal_id")
+@click.argument("proposal_id", callback=_proposal_id)
 @click.option("--revision", type=click.IntRange(min=1), help="An earlier revision (default: the latest).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option("--content", is_flag=True, help="Also print every file's content.")
@@ -189,11 +231,17 @@ def show(
 
 
 @cli.command()
-@click.argument("proposal_id")
-@click.option("--by", help="Reviewer; required at or above the review severity threshold.")
-@click.option("--note", help="Recorded with the approval.")
+@click.argument("proposal_id", callback=_proposal_id)
+@click.option(
+    "--by", callback=_text(256), help="Reviewer; required at or above the review severity threshold."
+)
+@click.option("--note", callback=_text(4096, multiline=True), help="Recorded with the approval.")
 @click.option("--override-block", is_flag=True, help="Approve although the report sets block_execution.")
-@click.option("--reason", help="Why the block is overridden (required with --override-block).")
+@click.option(
+    "--reason",
+    callback=_text(4096, multiline=True),
+    help="Why the block is overridden (required with --override-block).",
+)
 @click.option(
     "--digest",
     "digest_prefix",
@@ -250,9 +298,9 @@ def approve(
 
 
 @cli.command()
-@click.argument("proposal_id")
-@click.option("--by", help="Who rejects; default: the OS user.")
-@click.option("--note", help="Why; recorded with the rejection.")
+@click.argument("proposal_id", callback=_proposal_id)
+@click.option("--by", callback=_text(256), help="Who rejects; default: the OS user.")
+@click.option("--note", callback=_text(4096, multiline=True), help="Why; recorded with the rejection.")
 @click.pass_context
 def reject(ctx: click.Context, proposal_id: str, by: str | None, note: str | None) -> None:
     """Reject a proposal; supersedes an earlier approval of the same revision."""
@@ -275,7 +323,7 @@ def reject(ctx: click.Context, proposal_id: str, by: str | None, note: str | Non
 
 
 @cli.command()
-@click.argument("proposal_id", required=False)
+@click.argument("proposal_id", required=False, callback=_proposal_id)
 @click.option("--limit", type=click.IntRange(min=1), help="Only the newest N entries.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context

@@ -49,10 +49,6 @@ class Settings(BaseModel):
     def limits(self) -> Limits:
         return Limits(max_file_bytes=self.max_file_bytes, max_proposal_bytes=self.max_proposal_bytes)
 
-    @property
-    def store_url(self) -> str:
-        return self.database_url or f"sqlite:///{self.home / 'executor.db'}"
-
 
 def load_settings(environ: dict[str, str] | None = None) -> Settings:
     """Settings for this process; raises ``ConfigError`` naming the bad source."""

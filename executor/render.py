@@ -12,16 +12,24 @@ from rich.table import Table
 from executor.ingest import ReportOutcome
 from executor.models import Level, Proposal
 from executor.store.proposals import AuditEntry, Decision, StoredProposal, Summary
-from executor.terminal import inert
+from executor.terminal import inert, silence_stdout
+
+
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        # Rich exits the process here; a reader leaving (``| head``) must not
+        # stop work such as storing the rest of an ingest batch.
+        self.quiet = True
+        silence_stdout()
 
 
 def stdout_console() -> Console:
     # Piped output must not wrap: scripts parse it line by line. No emoji
     # codes (":lock:") or auto-highlighting may alter report text.
-    console = Console(emoji=False, highlight=False)
+    console = _Console(emoji=False, highlight=False)
     if console.is_terminal:
         return console
-    return Console(width=10_000, no_color=True, emoji=False, highlight=False)
+    return _Console(width=10_000, no_color=True, emoji=False, highlight=False)
 
 
 def safe(text: str, *, multiline: bool = False) -> str:

@@ -36,7 +36,8 @@ from executor.paths import check_path, find_collisions
 Format = Literal["markdown", "json"]
 Line = tuple[int, str]  # (1-based line number, text with its line ending)
 
-ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+# Ids name git branches (proposals/<id>) later: git's ref rules apply too.
+ID_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,126}[A-Za-z0-9])?$")
 MAX_SEVERITY = 1000
 HEADER_FIELDS = ("id", "timestamp", "severity", "block_execution", "proposal")
 JSON_FIELDS = frozenset(HEADER_FIELDS) | {"risks", "mitigations"}
@@ -229,7 +230,7 @@ class _Report:
         if not ID_RE.match(ident) or ".." in ident or ident.endswith(".lock"):
             raise ReportError(
                 f"{self.name}: id {storable(ident)!r} is not a usable proposal id "
-                "(1-128 letters, digits, '.', '_', '-', starting with a letter or digit)"
+                "(1-128 letters, digits, '.', '_', '-', starting and ending with a letter or digit)"
             )
         return ident, self._timestamp(raw), self._severity(raw), self._block(raw)
 

@@ -8,7 +8,10 @@ through ``inert``; JSON output is ASCII-escaped instead.
 
 from __future__ import annotations
 
+import io
+import os
 import re
+import sys
 
 _UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
@@ -28,3 +31,12 @@ def inert(text: str, *, multiline: bool = False) -> str:
     if not multiline:
         shown = shown.replace("\n", "\\n").replace("\t", " ")
     return shown
+
+
+def silence_stdout() -> None:
+    """After the reader of our stdout went away (``| head``), write nowhere."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, io.UnsupportedOperation):
+        pass

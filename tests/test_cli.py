@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -359,3 +360,67 @@ def test_terminal_control_sequences_in_reports_are_shown_inert(run_cli: Cli, tmp
     data = json.loads(run_cli("show", "--json", "fsar_esc").output)
     assert [p["code"] for p in data["problems"]] == ["content.control_char"]
     assert data["executable"] is False
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("approve", P003, "--by", "x" * 300),
+        ("approve", P003, "--note", "hidden \x1b[2K"),
+        ("reject", P003, "--by", "a\x00b"),
+        ("show", "fsar_x/../../y"),
+        ("log", "fsar_1."),
+    ],
+)
+def test_bad_arguments_are_refused_with_exit_2(ingested: Cli, args: tuple[str, ...]) -> None:
+    result = ingested(*args)
+    assert result.exit_code == 2
+    assert "Invalid value" in result.output
+    assert "\x1b" not in result.output
+
+
+def test_real_process_undecodable_argument_exits_2(executor_home: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "executor", "show", b"fsar_\xff"],
+        capture_output=True,
+        env={**os.environ, "EXECUTOR_HOME": str(executor_home)},
+        check=False,
+    )
+    assert result.returncode == 2
+    assert b"Traceback" not in result.stderr
+
+
+def test_ingest_into_a_closed_pipe_still_stores_every_report(executor_home: Path, tmp_path: Path) -> None:
+    reports = tmp_path / "many"
+    reports.mkdir()
+    for n in range(40):
+        write_report(reports, f"r{n:02d}.txt", ident=f"fsar_pipe_{n:02d}")
+    command = f"{sys.executable} -m executor ingest {reports} | head -n 1"
+    result = subprocess.run(
+        ["bash", "-c", command],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "EXECUTOR_HOME": str(executor_home)},
+    )
+    assert result.stdout.count("\n") == 1
+    assert "Traceback" not in result.stderr
+    listed = run_executor("list", "--json", env={"EXECUTOR_HOME": str(executor_home)})
+    assert len(json.loads(listed.stdout)) == 40
+
+
+def test_database_url_errors_never_echo_the_password(executor_home: Path) -> None:
+    for url in ("postgres ql://u:s3cret@h/db", "postgresql+psycopg://u:s3cret@h:12ab/db"):
+        result = run_executor("list", env={"EXECUTOR_HOME": str(executor_home), "EXECUTOR_DATABASE_URL": url})
+        assert result.returncode == 3
+        assert "s3cret" not in result.stderr
+        assert "not a valid SQLAlchemy URL" in result.stderr
+
+
+def test_home_with_url_special_characters(
+    run_cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "odd?name#x%41"
+    monkeypatch.setenv("EXECUTOR_HOME", str(home))
+    assert run_cli("ingest", seed("003")).exit_code == 0
+    assert (home / "executor.db").is_file()

@@ -236,6 +236,8 @@ def test_blocked_and_severity_header_values() -> None:
         b"# FSAR Proposal Report\n- timestamp: 2026\n",
         b"# FSAR Proposal Report\n- id: has spaces\n",
         b"# FSAR Proposal Report\n- id: ../../etc\n",
+        b"# FSAR Proposal Report\n- id: fsar_1.\n",
+        b"# FSAR Proposal Report\n- id: x.lock\n",
         b"{not json",
         b"[1, 2]",
         b'{"proposal": "x"}',

@@ -306,7 +306,7 @@ def test_unreachable_database_is_an_infrastructure_error(tmp_path: Path) -> None
 
 
 def test_invalid_url_is_an_infrastructure_error() -> None:
-    with pytest.raises(InfrastructureError, match="not valid"):
+    with pytest.raises(InfrastructureError, match="not a valid SQLAlchemy URL"):
         open_engine("not a url")
 
 

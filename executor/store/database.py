@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Column, Engine, TypeDecorator, create_engine, event, inspect, text
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.types import TypeEngine
 
@@ -25,21 +25,23 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 _PG_MIGRATION_LOCK = 0x6578_6563
 
 
-def display_url(url: str) -> str:
+def display_url(url: str | URL) -> str:
     try:
         return make_url(url).render_as_string(hide_password=True)
     except ArgumentError:
         return "<unparseable database URL>"
 
 
-def create_store_engine(url: str) -> Engine:
+def create_store_engine(url: str | URL) -> Engine:
     """An engine whose transactions serialize writers correctly on every backend."""
     try:
         parsed = make_url(url)
-    except ArgumentError as exc:
+        parsed.get_backend_name()
+    except (ArgumentError, ValueError) as exc:
+        # Not echoed: an unparseable URL cannot be masked and may hold a password.
         raise InfrastructureError(
-            f"the database URL {url!r} is not valid",
-            hint="set EXECUTOR_DATABASE_URL to e.g. postgresql+psycopg://user@host/db",
+            "the database URL (EXECUTOR_DATABASE_URL or database_url) is not a valid SQLAlchemy URL",
+            hint="use e.g. postgresql+psycopg://user@host:5432/db",
         ) from exc
     kwargs: dict[str, Any] = {}
     if parsed.get_backend_name() == "sqlite":
@@ -221,7 +223,12 @@ def _upgrade(connection: Connection, revision: str | None, url: str) -> None:
     command.upgrade(config, SCHEMA_REVISION)
 
 
-def open_engine(url: str) -> Engine:
+def sqlite_url(path: Path) -> URL:
+    """A SQLite URL for ``path``, whatever characters the path holds ('?', '#', '%')."""
+    return URL.create("sqlite", database=str(path))
+
+
+def open_engine(url: str | URL) -> Engine:
     """Create the engine and bring the schema up to date; the store's entry point."""
     engine = create_store_engine(url)
     ensure_schema(engine)

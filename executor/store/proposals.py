@@ -87,7 +87,7 @@ class AuditEntry:
 
 
 def _document(proposal: Proposal) -> dict[str, Any]:
-    return proposal.model_dump(mode="json", exclude={"files": {"__all__": {"content"}}})
+    return proposal.model_dump(mode="json", exclude={"text": True, "files": {"__all__": {"content"}}})
 
 
 class ProposalStore:
@@ -153,6 +153,7 @@ class ProposalStore:
                 executable=proposal.executable,
                 source=source,
                 ingested_at=now,
+                text=proposal.text,
                 document=_document(proposal),
             )
         )
@@ -270,7 +271,7 @@ class ProposalStore:
             raise InfrastructureError(f"the store is inconsistent: proposal {proposal_id} lost file contents")
         for file, (_, content) in zip(files, contents, strict=True):
             file["content"] = bytes(content)
-        proposal = Proposal.model_validate({**document, "files": files})
+        proposal = Proposal.model_validate({**document, "text": row.text, "files": files})
         if proposal.digest != row.digest:
             raise InfrastructureError(
                 f"the store is inconsistent: proposal {proposal_id} revision {row.revision} no longer "
@@ -293,8 +294,9 @@ class ProposalStore:
             .group_by(proposals.c.id)
             .subquery()
         )
+        columns = [c for c in proposals.c if c.name != "text"]  # text repeats every file's content
         query = (
-            select(proposals)
+            select(*columns)
             .join(latest, and_(proposals.c.id == latest.c.id, proposals.c.revision == latest.c.revision))
             .order_by(proposals.c.id)
         )

@@ -72,7 +72,8 @@ proposals = Table(
     Column("executable", Boolean, nullable=False),
     Column("source", Text, nullable=False, comment="Where the report was read from."),
     Column("ingested_at", UTCDateTime, nullable=False),
-    Column("document", JSON, nullable=False, comment="The parsed proposal without file contents."),
+    Column("text", Text, nullable=False, comment="The proposal text; not read by list."),
+    Column("document", JSON, nullable=False, comment="The parsed proposal without text and file contents."),
     PrimaryKeyConstraint("id", "revision"),
 )
 

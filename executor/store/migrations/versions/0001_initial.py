@@ -28,7 +28,10 @@ def upgrade() -> None:
         sa.Column("executable", sa.Boolean, nullable=False),
         sa.Column("source", sa.Text, nullable=False, comment="Where the report was read from."),
         sa.Column("ingested_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("document", sa.JSON, nullable=False, comment="The parsed proposal without file contents."),
+        sa.Column("text", sa.Text, nullable=False, comment="The proposal text; not read by list."),
+        sa.Column(
+            "document", sa.JSON, nullable=False, comment="The parsed proposal without text and file contents."
+        ),
         sa.PrimaryKeyConstraint("id", "revision", name="pk_proposals"),
     )
     op.create_table(

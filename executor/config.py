@@ -21,12 +21,37 @@ from executor.errors import ConfigError
 
 APP_NAME = "proposal-executor"
 ENV_PREFIX = "EXECUTOR_"
+SANDBOX_PREFIX = ENV_PREFIX + "SANDBOX_"
 
 
 def default_home() -> Path:
     import platformdirs
 
     return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
+
+
+class SandboxSettings(BaseModel):
+    """Limits and pool size of Docker sandboxes (``[sandbox]`` in config.toml).
+
+    Only the operator sets these; nothing in a proposal reaches them. Bounds keep
+    every limit in force: none of them can be switched off.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    memory_mib: int = Field(default=1024, ge=128, le=65536, description="Memory, swap equal to it.")
+    pids: int = Field(default=256, ge=32, le=32768, description="Process and thread limit.")
+    cpus: float = Field(default=1.0, ge=0.1, le=64, description="CPU quota, in CPUs.")
+    command_timeout: float = Field(
+        default=60.0, gt=0, le=3600, description="Wall-clock seconds per command before it is killed."
+    )
+    output_cap_bytes: int = Field(
+        default=1 * MIB, ge=4096, le=256 * MIB, description="Captured output per stream per command."
+    )
+    tmp_mib: int = Field(default=64, ge=8, le=65536, description="The scratch tmpfs (/tmp).")
+    state_mib: int = Field(default=512, ge=64, le=65536, description="The tmpfs holding PostgreSQL's data.")
+    warm_pool: int = Field(default=2, ge=1, le=32, description="Warm sandboxes kept running.")
+    image: str | None = Field(default=None, description="Image to use instead of the built definition.")
 
 
 class Settings(BaseModel):
@@ -45,6 +70,8 @@ class Settings(BaseModel):
         default=16 * MIB, gt=0, description="Reports larger than this are not read."
     )
 
+    sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
+
     @property
     def limits(self) -> Limits:
         return Limits(max_file_bytes=self.max_file_bytes, max_proposal_bytes=self.max_proposal_bytes)
@@ -53,12 +80,17 @@ class Settings(BaseModel):
 def load_settings(environ: dict[str, str] | None = None) -> Settings:
     """Settings for this process; raises ``ConfigError`` naming the bad source."""
     env = dict(os.environ if environ is None else environ)
-    from_env = {
+    from_env: dict[str, object] = {
         name: env[ENV_PREFIX + name.upper()]
         for name in Settings.model_fields
-        if env.get(ENV_PREFIX + name.upper())
+        if name != "sandbox" and env.get(ENV_PREFIX + name.upper())
     }
-    home = Path(from_env["home"]) if "home" in from_env else default_home()
+    sandbox_env = {
+        name: env[SANDBOX_PREFIX + name.upper()]
+        for name in SandboxSettings.model_fields
+        if env.get(SANDBOX_PREFIX + name.upper())
+    }
+    home = Path(str(from_env["home"])) if "home" in from_env else default_home()
     config_path = Path(env.get(ENV_PREFIX + "CONFIG") or home / "config.toml")
     from_file: dict[str, object] = {}
     if config_path.is_file():
@@ -68,12 +100,18 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
             raise ConfigError(f"cannot read config file {config_path}: {exc}") from exc
     elif ENV_PREFIX + "CONFIG" in env:
         raise ConfigError(f"config file {config_path} named by EXECUTOR_CONFIG does not exist")
+    if sandbox_env:
+        file_sandbox = from_file.get("sandbox", {})
+        from_env["sandbox"] = {**(file_sandbox if isinstance(file_sandbox, dict) else {}), **sandbox_env}
     try:
         return Settings.model_validate({"home": home, **from_file, **from_env})
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(part) for part in first["loc"])
-        source = (
-            f"environment variable {ENV_PREFIX}{field.upper()}" if field in from_env else f"{config_path}"
-        )
+        if field.startswith("sandbox.") and field.partition(".")[2] in sandbox_env:
+            source = f"environment variable {SANDBOX_PREFIX}{field.partition('.')[2].upper()}"
+        elif field in from_env:
+            source = f"environment variable {ENV_PREFIX}{field.upper()}"
+        else:
+            source = f"{config_path}"
         raise ConfigError(f"invalid setting {field!r} in {source}: {first['msg']}") from exc

@@ -1,0 +1,552 @@
+"""One sandbox container: hardened at creation, driven through its harness, lent out per use.
+
+A ``Sandbox`` is a running container with the harness as its main process.
+A ``Use`` is one validation's private part of it: a database cloned from the
+template and owned by a role of its own, a work directory that files enter
+through the archive API, and commands run as the ``runner`` user. When a use
+ends, its database, role and files are dropped and the sandbox is checked
+clean; a sandbox that is not clean is destroyed, never lent out again.
+"""
+
+from __future__ import annotations
+
+import io
+import secrets
+import tarfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from executor.config import SandboxSettings
+from executor.errors import InfrastructureError
+from executor_sandbox import engine, labels
+from executor_sandbox.channel import (
+    STDERR,
+    DeadlineExceeded,
+    FrameReader,
+    HarnessChannel,
+    SandboxLostError,
+    take_socket,
+)
+
+if TYPE_CHECKING:
+    import docker
+    from docker.models.containers import Container
+
+HARNESS_COMMAND = ["python3", "-I", "-u", "/opt/executor/harness.py"]
+STATE_DIR = "/var/lib/executor"
+XFER = "/xfer"
+RUNNER = "runner"
+HARNESS_UID = 1000
+START_TIMEOUT = 120.0  # initdb + server start + template; ~1 s here, slow disks need more
+CHANNEL_GRACE = 10.0  # on top of a request's own timeout, before the sandbox counts as hung
+KILL_GRACE = 5.0  # after killing the runner's processes, for their output stream to end
+# kill(-1) from a runner process reaches every runner process (dash's kill cannot say -1).
+KILL_RUNNER = ["python3", "-I", "-c", "import os, signal; os.kill(-1, signal.SIGKILL)"]
+# The same, then the runner's leftovers in the shared scratch directories.
+SCRUB_RUNNER = [
+    "python3",
+    "-I",
+    "-c",
+    "import os, shutil, signal\n"
+    "try:\n    os.kill(-1, signal.SIGKILL)\nexcept ProcessLookupError:\n    pass\n"
+    "for root in ('/tmp', '/dev/shm'):\n"
+    "    for name in os.listdir(root):\n"
+    "        path = os.path.join(root, name)\n"
+    "        if os.lstat(path).st_uid == os.getuid():\n"
+    "            shutil.rmtree(path) if os.path.isdir(path) and not os.path.islink(path) else os.unlink(path)\n",
+]
+RUNNER_ENV = {
+    "HOME": "/tmp",
+    "TMPDIR": "/tmp",
+    "LANG": "C.UTF-8",
+    "PYTHONDONTWRITEBYTECODE": "1",
+    "PYTHONUNBUFFERED": "1",
+    "NODE_OPTIONS": "",
+}
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """What a command in the sandbox did. ``passed`` only when it exited 0 on its own."""
+
+    argv: tuple[str, ...]
+    exit_code: int | None
+    stdout: bytes
+    stderr: bytes
+    seconds: float
+    timeout: float
+    timed_out: bool = False
+    out_of_memory: bool = False
+    pids_limit_hit: bool = False
+    output_limit_hit: bool = False
+    sandbox_died: bool = False
+
+    @property
+    def passed(self) -> bool:
+        return self.exit_code == 0 and not (
+            self.timed_out or self.out_of_memory or self.output_limit_hit or self.sandbox_died
+        )
+
+    @property
+    def outcome(self) -> str:
+        """One line saying how the command ended, for diagnostics."""
+        if self.sandbox_died:
+            return "the sandbox died during the command" + (" (out of memory)" if self.out_of_memory else "")
+        if self.out_of_memory:
+            return "killed: out of memory (sandbox memory limit)"
+        if self.timed_out:
+            extra = " (pids limit reached)" if self.pids_limit_hit else ""
+            return f"killed at the {self.timeout:g} s timeout{extra}"
+        if self.output_limit_hit:
+            return "killed: output exceeded the capture cap"
+        if self.pids_limit_hit and self.exit_code != 0:
+            return f"exited {self.exit_code} after reaching the pids limit"
+        return f"exited {self.exit_code}"
+
+
+@dataclass(frozen=True)
+class SqlError:
+    """An error as the PostgreSQL server reported it; ``position`` is 1-based in the sent text."""
+
+    sqlstate: str | None
+    message: str
+    detail: str | None = None
+    hint: str | None = None
+    context: str | None = None
+    position: int | None = None
+    severity: str | None = None
+
+
+@dataclass(frozen=True)
+class SqlResult:
+    error: SqlError | None
+    status: str | None
+    columns: list[str] | None
+    rows: list[list[Any]] | None
+    notices: list[str]
+    timed_out: bool
+    seconds: float
+    rows_truncated: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and not self.timed_out
+
+    @classmethod
+    def from_reply(cls, reply: dict[str, Any]) -> SqlResult:
+        error = reply.get("error")
+        return cls(
+            error=SqlError(**error) if isinstance(error, dict) else None,
+            status=reply.get("status"),
+            columns=reply.get("columns"),
+            rows=reply.get("rows"),
+            notices=list(reply.get("notices") or []),
+            timed_out=bool(reply.get("timed_out")),
+            seconds=float(reply.get("seconds") or 0.0),
+            rows_truncated=bool(reply.get("rows_truncated")),
+        )
+
+
+def _mib(value: int) -> str:
+    return f"{value}m"
+
+
+def container_options(
+    image_id: str, settings: SandboxSettings, container_labels: dict[str, str], *, name: str, postgres: bool
+) -> dict[str, Any]:
+    """The ``containers.create`` arguments: every isolation rule of a sandbox in one place."""
+    from docker.types import LogConfig, Mount, Ulimit
+
+    return {
+        "image": image_id,
+        "command": HARNESS_COMMAND,
+        "name": name,
+        "labels": container_labels,
+        "user": "sandbox",
+        "working_dir": STATE_DIR,
+        "hostname": "sandbox",
+        # Only what is set here: Docker passes none of the host's environment.
+        "environment": {"EXECUTOR_POSTGRES": "1" if postgres else "0"},
+        "stdin_open": True,  # the harness channel; stays open across attaches
+        "tty": False,
+        "detach": True,
+        "network_mode": "none",
+        "read_only": True,
+        "cap_drop": ["ALL"],
+        "security_opt": ["no-new-privileges"],
+        "init": True,
+        "ipc_mode": "private",
+        "mem_limit": _mib(settings.memory_mib),
+        "memswap_limit": _mib(settings.memory_mib),
+        "pids_limit": settings.pids,
+        "nano_cpus": int(settings.cpus * 1e9),
+        "shm_size": "16m",
+        "tmpfs": {
+            "/tmp": f"size={settings.tmp_mib}m,mode=1777",
+            STATE_DIR: f"size={settings.state_mib}m,mode=0700,uid={HARNESS_UID},gid={HARNESS_UID}",
+        },
+        # The archive API writes neither a tmpfs nor a read-only root: files cross
+        # through this anonymous volume, removed with the container.
+        "mounts": [Mount(XFER, None, type="volume")],
+        "log_config": LogConfig(type="json-file", config={"max-size": "1m", "max-file": "1"}),
+        "ulimits": [Ulimit(name="core", soft=0, hard=0), Ulimit(name="nofile", soft=4096, hard=4096)],
+    }
+
+
+def _tar(root: str, files: Mapping[str, bytes]) -> bytes:
+    """A tar of ``files`` under ``root``: directories 0755 and files 0644, owned by the harness."""
+    buffer = io.BytesIO()
+    now = int(time.time())
+    seen: set[str] = set()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
+
+        def add_dir(path: str) -> None:
+            if path in seen:
+                return
+            seen.add(path)
+            info = tarfile.TarInfo(path)
+            info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, now
+            info.uid = info.gid = HARNESS_UID
+            archive.addfile(info)
+
+        add_dir(root)
+        for path, data in sorted(files.items()):
+            parts = _checked_relative(path)
+            for depth in range(1, len(parts)):
+                add_dir("/".join([root, *parts[:depth]]))
+            info = tarfile.TarInfo("/".join([root, *parts]))
+            info.size, info.mode, info.mtime = len(data), 0o644, now
+            info.uid = info.gid = HARNESS_UID
+            archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def _checked_relative(path: str) -> list[str]:
+    parts = path.split("/")
+    if not path or path.startswith("/") or any(p in ("", ".", "..") or "\0" in p for p in parts):
+        raise ValueError(f"not a relative path inside the work directory: {path!r}")
+    return parts
+
+
+class Sandbox:
+    """A running sandbox container and the channel to its harness."""
+
+    def __init__(
+        self, client: docker.DockerClient, container: Container, settings: SandboxSettings, purpose: str
+    ) -> None:
+        self.client = client
+        self.container = container
+        self.settings = settings
+        self.purpose = purpose
+        self.channel: HarnessChannel | None = None
+        self.dirty_reason: str | None = None
+        self.info: dict[str, Any] = {}
+
+    @property
+    def name(self) -> str:
+        return str(self.container.name)
+
+    @classmethod
+    def create(
+        cls,
+        client: docker.DockerClient,
+        image_id: str,
+        settings: SandboxSettings,
+        *,
+        purpose: str,
+        run_id: str,
+        name: str,
+        slot: int | None = None,
+        postgres: bool = True,
+    ) -> Sandbox:
+        """Create and start a sandbox; returns once its harness has PostgreSQL ready."""
+        from executor_sandbox.image import definition_hash
+
+        options = container_options(
+            image_id,
+            settings,
+            labels.container_labels(purpose, run_id, definition_hash(), slot),
+            name=name,
+            postgres=postgres,
+        )
+        container = engine.call("create a sandbox container", lambda: client.containers.create(**options))
+        sandbox = cls(client, container, settings, purpose)
+        try:
+            engine.call("start a sandbox container", container.start)
+            sandbox.attach(run_id, START_TIMEOUT)
+        except BaseException:
+            sandbox.destroy()
+            raise
+        return sandbox
+
+    def attach(self, lease: str, timeout: float = 30.0) -> dict[str, Any]:
+        """Open the harness channel and claim the sandbox for ``lease``; returns the harness's hello."""
+        hijacked = engine.call(
+            "attach to a sandbox",
+            lambda: self.client.api.attach_socket(
+                str(self.container.id), params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
+            ),
+        )
+        sock, buffered = take_socket(hijacked)
+        self.channel = HarnessChannel(sock, self.name, buffered)
+        self.info = self.request("hello", timeout, lease=lease)
+        return self.info
+
+    def request(self, op: str, wait: float, **args: Any) -> dict[str, Any]:
+        if self.channel is None:
+            raise InfrastructureError(f"sandbox {self.name} has no open channel")
+        try:
+            return self.channel.request(op, wait, **args)
+        except SandboxLostError as exc:
+            self.dirty_reason = exc.message
+            raise SandboxLostError(self._death_note(exc.message), hint=exc.hint) from exc
+
+    def _death_note(self, message: str) -> str:
+        """``message`` plus how the container ended, if it did (OOM-killed, exit status)."""
+        try:
+            self.container.reload()
+            state = self.container.attrs.get("State", {})
+        except Exception:
+            return message
+        if state.get("Running"):
+            return message
+        cause = "out of memory" if state.get("OOMKilled") else f"exit status {state.get('ExitCode')}"
+        return f"{message} (the container stopped: {cause})"
+
+    def counters(self) -> dict[str, int]:
+        return {key: int(value) for key, value in self.request("counters", 10.0).items()}
+
+    def begin_use(self) -> Use:
+        name = "u_" + secrets.token_hex(6)
+        reply = self.request("use_begin", 30.0, use=name)
+        return Use(self, name, reply.get("database"))
+
+    def kill_runner(self, argv: list[str] = KILL_RUNNER) -> bool:
+        """Kill every process of the runner user (from a runner process: the only way without privileges)."""
+        try:
+            exec_id = self.client.api.exec_create(
+                self.container.id, argv, user=RUNNER, stdout=False, stderr=False
+            )["Id"]
+            self.client.api.exec_start(exec_id, detach=True)
+            deadline = time.monotonic() + KILL_GRACE
+            while time.monotonic() < deadline:
+                if not self.client.api.exec_inspect(exec_id).get("Running"):
+                    return True
+                time.sleep(0.02)
+        except Exception as exc:  # pids exhausted, container gone: it cannot be cleaned in place
+            self.dirty_reason = f"could not kill the runner's processes: {exc}"
+            return False
+        self.dirty_reason = "killing the runner's processes did not finish"
+        return False
+
+    def check_clean(self) -> list[str]:
+        return list(self.request("check_clean", 30.0).get("problems", []))
+
+    def release(self, lease: str) -> None:
+        try:
+            if self.dirty_reason is None and self.channel is not None:
+                self.request("release", 10.0, lease=lease)
+        finally:
+            if self.channel is not None:
+                self.channel.close()
+                self.channel = None
+
+    def destroy(self) -> None:
+        """Remove the container and its transfer volume; a sandbox already gone is fine."""
+        import docker.errors
+
+        if self.channel is not None:
+            self.channel.close()
+            self.channel = None
+        try:
+            engine.call("remove a sandbox", lambda: self.container.remove(force=True, v=True))
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as exc:
+            if exc.status_code != 409:  # 409: removal already in progress
+                raise
+
+
+@dataclass
+class Use:
+    """One validation's share of a sandbox: its database, its work directory, its commands."""
+
+    sandbox: Sandbox
+    name: str
+    database: str | None
+    ended: bool = field(default=False)
+
+    @property
+    def workdir(self) -> str:
+        return f"{XFER}/in/{self.name}"
+
+    @property
+    def outdir(self) -> str:
+        return f"{XFER}/out/{self.name}"
+
+    def put_files(self, files: Mapping[str, bytes]) -> None:
+        """Place files (relative paths) in the work directory, readable but not writable by the runner."""
+        data = _tar(f"in/{self.name}", files)
+        container = self.sandbox.container
+        engine.call("copy files into a sandbox", lambda: container.put_archive(XFER, data))
+
+    def get_file(self, path: str, max_bytes: int = 16 * 1024 * 1024) -> bytes:
+        """A regular file the harness wrote under this use's output directory; symlinks are refused."""
+        parts = _checked_relative(path)
+        container = self.sandbox.container
+        stream, _stat = engine.call(
+            "copy a file out of a sandbox", lambda: container.get_archive("/".join([self.outdir, *parts]))
+        )
+        raw = b"".join(stream)
+        with tarfile.open(fileobj=io.BytesIO(raw)) as archive:
+            member = archive.next()
+            if member is None or not member.isreg():
+                raise InfrastructureError(f"{path} in sandbox {self.sandbox.name} is not a regular file")
+            if member.size > max_bytes:
+                raise InfrastructureError(
+                    f"{path} in sandbox {self.sandbox.name} is larger than {max_bytes} bytes"
+                )
+            handle = archive.extractfile(member)
+            return handle.read() if handle is not None else b""
+
+    def sql(
+        self, sql: str, *, role: str = "proposal", transaction: str = "commit", timeout: float | None = None
+    ) -> SqlResult:
+        """Run SQL in this use's database: as its own non-superuser role, or as ``admin`` for trusted SQL.
+
+        ``transaction``: ``commit`` or ``rollback`` wrap the text in one
+        transaction; ``none`` runs it as sent (each statement on its own).
+        """
+        if self.database is None:
+            raise InfrastructureError(f"sandbox {self.sandbox.name} was started without PostgreSQL")
+        limit = timeout if timeout is not None else self.sandbox.settings.command_timeout
+        reply = self.sandbox.request(
+            "sql",
+            limit + CHANNEL_GRACE,
+            database=self.database,
+            sql=sql,
+            role=role,
+            transaction=transaction,
+            timeout=limit,
+        )
+        return SqlResult.from_reply(reply)
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        timeout: float | None = None,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+    ) -> CommandResult:
+        """Run a command as the runner user in the work directory (or ``cwd`` inside it).
+
+        Our own wall-clock deadline: when it passes, or the output passes the
+        cap, every runner process is killed and the result says why. The exit
+        status comes from the engine, never from anything the command printed.
+        """
+        sandbox = self.sandbox
+        settings = sandbox.settings
+        limit = timeout if timeout is not None else settings.command_timeout
+        workdir = self.workdir if cwd is None else "/".join([self.workdir, *_checked_relative(cwd)])
+        environment = {**RUNNER_ENV, **(env or {})}
+        before = sandbox.counters()
+        api = sandbox.client.api
+        exec_id = engine.call(
+            "start a command in a sandbox",
+            lambda: api.exec_create(
+                sandbox.container.id,
+                list(argv),
+                user=RUNNER,
+                workdir=workdir,
+                environment=environment,
+                stdout=True,
+                stderr=True,
+            )["Id"],
+        )
+        started = time.monotonic()
+        sock, buffered = take_socket(
+            engine.call("start a command", lambda: api.exec_start(exec_id, socket=True))
+        )
+        reader = FrameReader(sock, buffered)
+        out = {1: bytearray(), 2: bytearray()}
+        cap = settings.output_cap_bytes
+        timed_out = output_limit = finished = False
+        try:
+            for stream, payload in reader.frames(started + limit):
+                target = out[STDERR if stream == STDERR else 1]
+                target += payload[: max(0, cap - len(target))]
+                if len(payload) and len(target) >= cap:
+                    output_limit = True
+                    break
+            else:
+                finished = True
+        except DeadlineExceeded:
+            timed_out = True
+        if not finished:
+            sandbox.kill_runner()
+            try:
+                for _ in reader.frames(time.monotonic() + KILL_GRACE):
+                    pass  # drain what the killed processes had written
+            except DeadlineExceeded:
+                sandbox.dirty_reason = sandbox.dirty_reason or "a killed command's output did not end"
+        sock.close()
+        seconds = time.monotonic() - started
+        exit_code, died = self._exit_code(exec_id)
+        after = None if died else self._counters_or_none()
+        if after is None:
+            died = True
+        oom = (died and self._container_oom()) or (
+            after is not None and after["oom_kill"] > before["oom_kill"]
+        )
+        pids = after is not None and after["pids_max"] > before["pids_max"]
+        return CommandResult(
+            argv=tuple(argv),
+            exit_code=exit_code,
+            stdout=_with_marker(out[1], output_limit and len(out[1]) >= cap, cap),
+            stderr=_with_marker(out[2], output_limit and len(out[2]) >= cap, cap),
+            seconds=round(seconds, 6),
+            timeout=limit,
+            timed_out=timed_out,
+            out_of_memory=oom,
+            pids_limit_hit=pids,
+            output_limit_hit=output_limit,
+            sandbox_died=died,
+        )
+
+    def _exit_code(self, exec_id: str) -> tuple[int | None, bool]:
+        try:
+            info = self.sandbox.client.api.exec_inspect(exec_id)
+        except Exception:
+            return None, True
+        if info.get("Running"):
+            return None, False
+        code = info.get("ExitCode")
+        return (int(code) if code is not None else None), False
+
+    def _counters_or_none(self) -> dict[str, int] | None:
+        try:
+            return self.sandbox.counters()
+        except SandboxLostError:
+            return None
+
+    def _container_oom(self) -> bool:
+        try:
+            self.sandbox.container.reload()
+            return bool(self.sandbox.container.attrs.get("State", {}).get("OOMKilled"))
+        except Exception:
+            return False
+
+    def end(self) -> None:
+        """Drop the database, role and files of this use."""
+        if not self.ended:
+            self.ended = True
+            self.sandbox.request("use_end", 60.0, use=self.name)
+
+
+def _with_marker(data: bytearray, truncated: bool, cap: int) -> bytes:
+    if not truncated:
+        return bytes(data)
+    return bytes(data) + f"\n[output truncated at {cap} bytes]\n".encode()

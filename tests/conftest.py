@@ -12,7 +12,7 @@ from click.testing import CliRunner, Result
 
 from executor.cli import cli
 
-pytest_plugins = ["pytester", "tests.docker_gate"]
+pytest_plugins = ["pytester", "tests.docker_gate", "tests.sandbox_fixtures"]
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "examples" / "reports"

@@ -19,6 +19,7 @@ VERSION = PREFIX + "version"
 PURPOSE = PREFIX + "purpose"  # "warm" (pooled) or "cold" (one-shot)
 RUN_ID = PREFIX + "run-id"
 DEFINITION = PREFIX + "definition"  # hash of the image definition it runs
+LIMITS = PREFIX + "limits"  # hash of the limits it was created with
 SLOT = PREFIX + "slot"
 OWNER = PREFIX + "owner"  # host:pid:start-time of the process that created it
 
@@ -57,8 +58,11 @@ def owner_is_gone(value: str) -> bool:
     return _start_time(int(pid_text)) != started
 
 
-def container_labels(purpose: str, run_id: str, definition: str, slot: int | None = None) -> dict[str, str]:
+def container_labels(
+    purpose: str, run_id: str, definition: str, limits: str, slot: int | None = None
+) -> dict[str, str]:
     labels = {
+        LIMITS: limits,
         APP: APP_VALUE,
         VERSION: __version__,
         PURPOSE: purpose,

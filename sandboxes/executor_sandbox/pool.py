@@ -29,7 +29,7 @@ from executor.errors import InfrastructureError
 from executor_sandbox import engine, labels
 from executor_sandbox.channel import SandboxLostError
 from executor_sandbox.image import current_image, definition_hash
-from executor_sandbox.sandbox import SCRUB_RUNNER, Sandbox, Use
+from executor_sandbox.sandbox import SCRUB_RUNNER, Sandbox, Use, limits_hash
 
 if TYPE_CHECKING:
     import docker
@@ -197,6 +197,7 @@ class Sandboxes:
             reusable = (
                 container.status == "running"
                 and container.labels.get(labels.DEFINITION) == definition_hash()
+                and container.labels.get(labels.LIMITS) == limits_hash(self.settings)
                 and container.labels.get(labels.APP) == labels.APP_VALUE
             )
             if reusable:

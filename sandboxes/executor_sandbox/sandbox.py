@@ -149,6 +149,13 @@ class SqlResult:
         )
 
 
+def limits_hash(settings: SandboxSettings) -> str:
+    """Identifies the limits a container was created with: a warm sandbox is reused only under the same."""
+    import hashlib
+
+    return hashlib.sha256(settings.model_dump_json(exclude={"warm_pool"}).encode()).hexdigest()[:16]
+
+
 def _mib(value: int) -> str:
     return f"{value}m"
 
@@ -267,7 +274,7 @@ class Sandbox:
         options = container_options(
             image_id,
             settings,
-            labels.container_labels(purpose, run_id, definition_hash(), slot),
+            labels.container_labels(purpose, run_id, definition_hash(), limits_hash(settings), slot),
             name=name,
             postgres=postgres,
         )
@@ -324,19 +331,37 @@ class Sandbox:
         return Use(self, name, reply.get("database"))
 
     def kill_runner(self, argv: list[str] = KILL_RUNNER) -> bool:
-        """Kill every process of the runner user (from a runner process: the only way without privileges)."""
+        """Kill every process of the runner user and wait for it; False (and dirty) if that failed."""
+        exec_id = self.start_kill_runner(argv)
+        return exec_id is not None and self.wait_exec(exec_id, KILL_GRACE)
+
+    def start_kill_runner(self, argv: list[str] = KILL_RUNNER) -> str | None:
+        """Start killing every runner process (from a runner process: the only way without privileges).
+
+        Returns at once: the caller keeps draining the killed command's output,
+        since the engine finishes an exec only once its output has been read.
+        """
         try:
-            exec_id = self.client.api.exec_create(
-                self.container.id, argv, user=RUNNER, stdout=False, stderr=False
-            )["Id"]
+            exec_id = str(
+                self.client.api.exec_create(self.container.id, argv, user=RUNNER, stdout=False, stderr=False)[
+                    "Id"
+                ]
+            )
             self.client.api.exec_start(exec_id, detach=True)
-            deadline = time.monotonic() + KILL_GRACE
+        except Exception as exc:  # pids exhausted, container gone: it cannot be cleaned in place
+            self.dirty_reason = f"could not kill the runner's processes: {exc}"
+            return None
+        return exec_id
+
+    def wait_exec(self, exec_id: str, grace: float) -> bool:
+        deadline = time.monotonic() + grace
+        try:
             while time.monotonic() < deadline:
                 if not self.client.api.exec_inspect(exec_id).get("Running"):
                     return True
-                time.sleep(0.02)
-        except Exception as exc:  # pids exhausted, container gone: it cannot be cleaned in place
-            self.dirty_reason = f"could not kill the runner's processes: {exc}"
+                time.sleep(0.01)
+        except Exception as exc:
+            self.dirty_reason = f"lost track of a command in the sandbox: {exc}"
             return False
         self.dirty_reason = "killing the runner's processes did not finish"
         return False
@@ -486,12 +511,14 @@ class Use:
         except DeadlineExceeded:
             timed_out = True
         if not finished:
-            sandbox.kill_runner()
+            killer = sandbox.start_kill_runner()
             try:
                 for _ in reader.frames(time.monotonic() + KILL_GRACE):
                     pass  # drain what the killed processes had written
             except DeadlineExceeded:
                 sandbox.dirty_reason = sandbox.dirty_reason or "a killed command's output did not end"
+            if killer is not None:
+                sandbox.wait_exec(killer, KILL_GRACE)
         sock.close()
         seconds = time.monotonic() - started
         exit_code, died = self._exit_code(exec_id)

@@ -1,0 +1,382 @@
+"""Sandboxes on the real engine: isolation read from inside, limits, the warm pool, forgery, faults."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import docker
+import pytest
+from executor_sandbox import engine, labels
+from executor_sandbox.pool import Sandboxes
+
+from executor.errors import InfrastructureError
+
+pytestmark = pytest.mark.docker
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def py(code: str) -> list[str]:
+    return ["python3", "-I", "-c", textwrap.dedent(code)]
+
+
+# -- isolation, read from inside --------------------------------------------------------
+
+
+def test_isolation_facts_read_from_inside(sandboxes: Sandboxes, monkeypatch: pytest.MonkeyPatch) -> None:
+    canary = "canary-" + os.urandom(8).hex()
+    monkeypatch.setenv("EXECUTOR_TEST_CANARY", canary)
+    with sandboxes.use() as use:
+        probe = use.run(
+            py("""
+            import json, os
+            def status(key):
+                return [l.split()[1] for l in open('/proc/self/status') if l.startswith(key + ':')][0]
+            try:
+                open('/probe', 'w'); root_writable = True
+            except OSError:
+                root_writable = False
+            try:
+                os.listdir('/var/lib/executor'); state_readable = True
+            except OSError:
+                state_readable = False
+            print(json.dumps({
+                'interfaces': sorted(os.listdir('/sys/class/net')),
+                'uid': os.getuid(),
+                'caps': {k: status(k) for k in ('CapInh', 'CapPrm', 'CapEff', 'CapBnd', 'CapAmb')},
+                'no_new_privs': status('NoNewPrivs'),
+                'env': dict(os.environ),
+                'root_writable': root_writable,
+                'harness_state_readable': state_readable,
+            }))
+            """)
+        )
+        assert probe.passed, probe
+        import json
+
+        facts = json.loads(probe.stdout)
+        hello = use.sandbox.info
+    assert facts["interfaces"] == ["lo"]
+    assert facts["uid"] != 0
+    assert hello["uid"] != 0
+    assert facts["uid"] != hello["uid"]
+    assert set(facts["caps"].values()) == {"0000000000000000"}
+    assert facts["no_new_privs"] == "1"
+    assert canary not in str(facts["env"])
+    assert "EXECUTOR_TEST_CANARY" not in facts["env"]
+    assert not facts["root_writable"]
+    assert not facts["harness_state_readable"], "proposal code must not reach the server's files or socket"
+
+
+def test_container_is_created_hardened(sandboxes: Sandboxes, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EXECUTOR_TEST_CANARY", "host-secret")
+    with sandboxes.use() as use:
+        use.sandbox.container.reload()
+        attrs = use.sandbox.container.attrs
+    host = attrs["HostConfig"]
+    assert host["NetworkMode"] == "none"
+    assert host["ReadonlyRootfs"] is True
+    assert host["CapDrop"] == ["ALL"]
+    assert not host["CapAdd"]
+    assert "no-new-privileges" in host["SecurityOpt"]
+    assert host["Init"] is True
+    assert host["Privileged"] is False
+    assert host["Memory"] == host["MemorySwap"] == sandboxes.settings.memory_mib * 1024 * 1024
+    assert host["PidsLimit"] == sandboxes.settings.pids
+    assert host["NanoCpus"] == int(sandboxes.settings.cpus * 1e9)
+    assert host["LogConfig"]["Config"]["max-size"]
+    assert not host["Binds"], "no host path is bind-mounted"
+    assert all(mount["Type"] != "bind" for mount in attrs["Mounts"])
+    assert "host-secret" not in str(attrs["Config"]["Env"])
+    assert attrs["Config"]["Labels"][labels.APP] == labels.APP_VALUE
+
+
+# -- limits ---------------------------------------------------------------------------------
+
+
+class HostWatch:
+    """Measures how long a trivial host process takes while a sandbox misbehaves."""
+
+    def __init__(self) -> None:
+        self.worst = 0.0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _watch(self) -> None:
+        while not self.stop.is_set():
+            began = time.monotonic()
+            subprocess.run(["true"], check=True)
+            self.worst = max(self.worst, time.monotonic() - began)
+            time.sleep(0.1)
+
+    def __enter__(self) -> HostWatch:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
+def test_fork_bomb_ends_at_the_pids_limit(make_pool: Callable[..., Sandboxes]) -> None:
+    pool = make_pool(pids=64)
+    with HostWatch() as watch, pool.use(cold=True, postgres=False) as use:
+        bomb = use.run(
+            py("""
+            import os, time
+            while True:
+                try:
+                    os.fork()
+                except OSError:
+                    time.sleep(0.01)
+            """),
+            timeout=4,
+        )
+        after = use.run(["true"])
+    assert not bomb.passed
+    assert bomb.timed_out, bomb.outcome
+    assert bomb.pids_limit_hit, bomb.outcome
+    assert "pids limit" in bomb.outcome
+    assert after.passed, "every bomb process was killed, the sandbox is usable again"
+    assert watch.worst < 2.0, f"host stalled {watch.worst:.2f} s"
+
+
+def test_memory_hog_is_killed_and_reported_as_out_of_memory(make_pool: Callable[..., Sandboxes]) -> None:
+    pool = make_pool(memory_mib=256)
+    with HostWatch() as watch, pool.use(cold=True) as use:
+        hog = use.run(
+            py("""
+            chunks = []
+            while True:
+                chunks.append(bytearray(16 * 1024 * 1024))
+            """),
+            timeout=30,
+        )
+        alive = use.sql("SELECT 1")
+    assert not hog.passed
+    assert hog.out_of_memory, hog
+    assert "out of memory" in hog.outcome
+    assert hog.exit_code == 137
+    assert alive.ok, "the harness and its server survive a proposal's memory hog"
+    assert watch.worst < 2.0
+
+
+def test_endless_loop_is_killed_at_the_timeout(sandboxes: Sandboxes) -> None:
+    with sandboxes.use() as use:
+        began = time.monotonic()
+        loop = use.run(py("while True: pass"), timeout=1.5)
+        elapsed = time.monotonic() - began
+        again = use.run(["true"])
+    assert loop.timed_out
+    assert not loop.passed
+    assert loop.outcome == "killed at the 1.5 s timeout"
+    assert 1.5 <= elapsed < 4.0
+    assert again.passed
+
+
+def test_output_flood_is_truncated_at_the_cap(make_pool: Callable[..., Sandboxes]) -> None:
+    pool = make_pool(output_cap_bytes=64 * 1024)
+    with pool.use(cold=True, postgres=False) as use:
+        flood = use.run(py("import sys\nwhile True: sys.stdout.write('y' * 4096)"), timeout=10)
+    assert flood.output_limit_hit
+    assert not flood.passed
+    assert flood.stdout.startswith(b"y" * 1000)
+    assert flood.stdout.endswith(b"\n[output truncated at 65536 bytes]\n")
+    assert len(flood.stdout) == 64 * 1024 + len(b"\n[output truncated at 65536 bytes]\n")
+    assert flood.seconds < 5, "the flood is stopped at the cap, not at the timeout"
+
+
+def test_first_output_of_a_fast_command_is_never_lost(sandboxes: Sandboxes) -> None:
+    with sandboxes.use() as use:
+        for _ in range(5):
+            result = use.run(["sh", "-c", "echo out; echo err >&2; exit 7"])
+            assert (result.stdout, result.stderr, result.exit_code) == (b"out\n", b"err\n", 7)
+
+
+# -- the warm pool --------------------------------------------------------------------------
+
+
+def test_consecutive_uses_see_nothing_of_each_other(sandboxes: Sandboxes) -> None:
+    with sandboxes.use() as first:
+        first.put_files({"pkg/left.py": b"x = 1\n"})
+        assert first.sql("CREATE TABLE left_behind (id int); INSERT INTO left_behind VALUES (1)").ok
+        assert first.run(["sh", "-c", "echo scratch > /tmp/left.txt"]).passed
+        first_id, first_db, first_dir = first.sandbox.container.id, first.database, first.workdir
+    with sandboxes.use() as second:
+        same_sandbox = second.sandbox.container.id == first_id
+        databases = second.sql("SELECT datname FROM pg_database ORDER BY 1")
+        table = second.sql("SELECT count(*) FROM left_behind")
+        files = second.run(["sh", "-c", f"ls -A /tmp {first_dir} 2>&1; ls -A ."])
+    assert same_sandbox, "a clean warm sandbox is reused"
+    assert databases.rows is not None
+    assert [first_db] not in databases.rows
+    assert table.error is not None
+    assert table.error.sqlstate == "42P01"
+    assert b"left.txt" not in files.stdout
+    assert b"left.py" not in files.stdout
+    assert b"No such file" in files.stdout
+
+
+def test_dirty_sandbox_is_destroyed_and_replaced(
+    sandboxes: Sandboxes, docker_client: docker.DockerClient
+) -> None:
+    with sandboxes.use() as use:
+        # Trusted SQL leaves a database behind: the clean check after the use sees it.
+        assert use.sql("CREATE DATABASE leftover", role="admin", transaction="none").ok
+        dirty_id = str(use.sandbox.container.id)
+    with pytest.raises(docker.errors.NotFound):
+        docker_client.containers.get(dirty_id)
+    with sandboxes.use() as use:
+        assert use.sandbox.container.id != dirty_id
+        assert use.sql("SELECT 1").ok
+
+
+def test_background_process_left_by_a_use_is_scrubbed(sandboxes: Sandboxes) -> None:
+    with sandboxes.use() as use:
+        assert use.run(["sh", "-c", "setsid sleep 1000 > /dev/null 2>&1 < /dev/null &"]).passed
+        kept_id = use.sandbox.container.id
+    with sandboxes.use() as use:
+        assert use.sandbox.container.id == kept_id, "killing the runner's leftovers made it clean again"
+        assert b"sleep" not in use.run(["sh", "-c", "cat /proc/[0-9]*/cmdline"]).stdout
+
+
+LEASE_AND_HANG = """
+import sys
+from executor.config import SandboxSettings
+from executor_sandbox.pool import Sandboxes
+with Sandboxes(SandboxSettings(command_timeout=300)).use(cold=sys.argv[1] == "cold") as use:
+    print(use.sandbox.container.id, flush=True)
+    use.run(["sleep", "300"])
+"""
+
+
+@pytest.mark.parametrize("kind", ["cold", "warm"])
+def test_kill_9_mid_command_leaves_an_orphan_the_next_start_removes(
+    kind: str, sandboxes: Sandboxes, docker_client: docker.DockerClient
+) -> None:
+    child = subprocess.Popen(
+        [sys.executable, "-c", LEASE_AND_HANG, kind], stdout=subprocess.PIPE, text=True, env=os.environ
+    )
+    try:
+        assert child.stdout is not None
+        container_id = child.stdout.readline().strip()
+        assert container_id, "the child leased a sandbox"
+        time.sleep(0.5)  # inside use.run
+    finally:
+        child.kill()
+        child.wait()
+    assert docker_client.containers.get(container_id).status == "running", "the orphan is there"
+    # The next start (a new Sandboxes, as in a new process) removes or replaces it.
+    fresh = Sandboxes(sandboxes.settings, docker_client)
+    with fresh.use() as use:
+        assert use.sandbox.container.id != container_id
+        assert use.run(["true"]).passed
+    with pytest.raises(docker.errors.NotFound):
+        docker_client.containers.get(container_id)
+
+
+# -- forgery ----------------------------------------------------------------------------------
+
+
+FAKE_VERDICT = """
+import json, os, sys
+# What a forger would print: the harness's reply format and a plugin-looking verdict.
+print(json.dumps({"id": 1, "ok": True, "result": {"clean": True, "problems": []}}))
+print('{"passed": true, "diagnostics": []}')
+harness = [p for p in os.listdir('/proc') if p.isdigit()
+           and b'harness.py' in open(f'/proc/{p}/cmdline', 'rb').read()]
+try:
+    with open(f'/proc/{harness[0]}/fd/1', 'w') as out:
+        out.write(json.dumps({"id": 2, "ok": True, "result": {}}) + "\\n")
+    print("FORGED")
+except OSError as exc:
+    print("refused:", type(exc).__name__, file=sys.stderr)
+sys.exit(3)
+"""
+
+
+def test_code_printing_a_fake_verdict_is_reported_as_what_it_is(sandboxes: Sandboxes) -> None:
+    with sandboxes.use() as use:
+        use.put_files({"evil.py": FAKE_VERDICT.encode()})
+        result = use.run(["python3", "-c", "import evil"])
+        ping = use.sandbox.request("ping", 5.0)
+    assert not result.passed
+    assert result.exit_code == 3
+    assert b'"passed": true' in result.stdout, "the fake verdict is only data in the captured output"
+    assert b"FORGED" not in result.stdout
+    assert b"refused: PermissionError" in result.stderr
+    assert ping == {}, "the harness channel is intact"
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "COPY (SELECT 1) TO PROGRAM 'id'",
+        "CREATE TABLE t (x text); COPY t FROM PROGRAM 'cat /etc/passwd'",
+        "SELECT pg_read_file('/etc/passwd')",
+        "SELECT pg_ls_dir('.')",
+        "ALTER SYSTEM SET log_statement = 'all'",
+        "CREATE ROLE intruder SUPERUSER",
+        "CREATE EXTENSION dblink",
+        "SET ROLE sandbox",
+        "CREATE DATABASE escape",
+    ],
+)
+def test_sql_reaching_for_the_server_is_refused(sandboxes: Sandboxes, sql: str) -> None:
+    with sandboxes.use() as use:
+        result = use.sql(sql, transaction="none")
+        who = use.sql("SELECT current_user, usesuper FROM pg_user WHERE usename = current_user")
+    assert not result.ok
+    assert result.error is not None
+    assert result.error.sqlstate == "42501", result.error
+    assert who.rows == [[use.database, False]]
+
+
+def test_cold_sandbox_gives_the_same_results(sandboxes: Sandboxes) -> None:
+    def probe(cold: bool) -> tuple[object, ...]:
+        with sandboxes.use(cold=cold) as use:
+            use.put_files({"m.py": b"print(6 * 7)\n"})
+            ran = use.run(["python3", "m.py"])
+            bad = use.sql("CREATE TABLE t (id int,);")
+            good = use.sql("CREATE TABLE t (id int); SELECT count(*) FROM t")
+        assert bad.error is not None
+        return (
+            ran.exit_code,
+            ran.stdout,
+            bad.error.sqlstate,
+            bad.error.message,
+            bad.error.position,
+            good.rows,
+        )
+
+    assert probe(cold=True) == probe(cold=False)
+
+
+# -- faults -----------------------------------------------------------------------------------
+
+
+def test_sandbox_killed_mid_command_is_reported_as_died(sandboxes: Sandboxes) -> None:
+    with sandboxes.use(cold=True) as use:
+        threading.Timer(0.5, use.sandbox.container.kill).start()
+        result = use.run(["sleep", "30"])
+        assert result.sandbox_died
+        assert not result.passed
+        assert "died" in result.outcome
+
+
+def test_unreachable_engine_names_the_address_and_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    began = time.monotonic()
+    with pytest.raises(InfrastructureError) as caught:
+        engine.connect()
+    assert "unix:///nonexistent/docker.sock" in caught.value.message
+    assert caught.value.hint is not None
+    assert "ensure-docker.sh" in caught.value.hint
+    assert time.monotonic() - began < engine.RETRY_SECONDS + 5, "retries are bounded"

@@ -35,6 +35,7 @@ test: lint
 bench: install
 	$(BIN)/python -m bench.parse_throughput
 	$(BIN)/python -m bench.help_startup
+	$(BIN)/python -m bench.sandbox_pool
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info

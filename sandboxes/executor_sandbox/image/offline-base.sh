@@ -1,56 +1,45 @@
 #!/usr/bin/env bash
-# Build the sandbox image on a host that has a Debian mirror (via apt) but no
-# container registry, so no base image can be pulled:
+# Make a Debian base image without a container registry, from the host's apt
+# sources: `executor sandbox build --base offline` runs this, then builds
+# ./Dockerfile on top of the result (BASE_IMAGE).
 #
-#   1. debootstrap a minimal bookworm rootfs (variant minbase) from the mirror the
-#      host's apt already uses (read at run time, never hard-coded),
-#   2. point the rootfs' apt at that same mirror with the host's proxy / CA /
-#      validity settings, then `docker import` it as the base image,
-#   3. `docker build` ./Dockerfile on top of it (apt needs network here only),
-#   4. smoke-test the result with --network none.
+#   1. debootstrap a minimal rootfs (variant minbase) from the mirror the host's
+#      apt already uses (read at run time, never hard-coded),
+#   2. point the rootfs' apt at the host's sources with its proxy / CA /
+#      validity settings, trim docs and caches, drop host identity,
+#   3. `docker import` it as TAG (the engine named by DOCKER_HOST, if set).
 #
-# Idempotent: an existing base image is reused (pass --rebuild-base to redo it);
-# the docker build is cached.
+# Nothing else: building and checking the sandbox image is the executor's job.
+# TAG is chosen by the caller (the executor names it after a hash of this
+# script, so a changed script makes a new base and an unchanged one is reused).
 #
-# Usage: build-offline-base.sh [--rebuild-base] [--no-verify]
+# Usage: offline-base.sh TAG         (as root: debootstrap mounts, chroots)
 # Environment:
-#   BASE_TAG            imported base   (default proposal-executor/base:bookworm)
-#   IMAGE_TAG           final image     (default proposal-executor/sandbox:bookworm)
 #   SUITE               Debian suite    (default bookworm)
 #   MIRROR              override the mirror URL read from the host's apt sources
-#   DEBOOTSTRAP_INCLUDE extra packages baked into the base by debootstrap, e.g.
-#                       "postgresql-15,nodejs,python3". Off by default: debootstrap
-#                       only sees the main suite, while the docker build also uses
-#                       the host's -updates/-security sources, so versions are newer.
+#   DEBOOTSTRAP_INCLUDE extra packages for debootstrap (default none: it only
+#                       sees the main suite, while the docker build also uses
+#                       the host's -updates/-security sources)
+# Progress goes to stdout, one line at a time; debootstrap's per-package lines
+# are left out (its whole log is printed if it fails).
 set -euo pipefail
 
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-REPO=$(cd "$HERE/../.." && pwd)
 SUITE=${SUITE:-bookworm}
-BASE_TAG=${BASE_TAG:-proposal-executor/base:bookworm}
-IMAGE_TAG=${IMAGE_TAG:-proposal-executor/sandbox:bookworm}
 DEBOOTSTRAP_INCLUDE=${DEBOOTSTRAP_INCLUDE:-}
-REBUILD_BASE=0
-VERIFY=1
+WORK_PREFIX=/var/tmp/executor-offline-base
 
-for arg in "$@"; do
-    case $arg in
-        --rebuild-base) REBUILD_BASE=1 ;;
-        --no-verify) VERIFY=0 ;;
-        -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-        *) echo "unknown argument: $arg" >&2; exit 2 ;;
-    esac
-done
+case ${1:-} in
+    -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    '' | -*) echo "usage: $0 TAG" >&2; exit 2 ;;
+esac
+[[ $# -eq 1 ]] || { echo "usage: $0 TAG" >&2; exit 2; }
+TAG=$1
 
-say() { printf 'build-offline-base: %s\n' "$*"; }
-die() { printf 'build-offline-base: ERROR: %s\n' "$*" >&2; exit 1; }
-now() { date +%s.%N; }
-elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
+say() { printf 'offline-base: %s\n' "$*"; }
+die() { printf 'offline-base: ERROR: %s\n' "$*" >&2; exit 1; }
 
-[[ $(id -u) -eq 0 ]] || die "must run as root (debootstrap, docker)"
-
-T_START=$(now)
-declare -A TIMING=()
+[[ $(id -u) -eq 0 ]] || die "must run as root (debootstrap mounts and chroots)"
+command -v docker >/dev/null 2>&1 || die "the docker command-line client is needed for docker import"
 
 # ---------------------------------------------------------------------------
 # Host apt configuration, read at run time
@@ -116,18 +105,35 @@ if [[ -z ${https_proxy:-} ]]; then
 fi
 
 # ---------------------------------------------------------------------------
-# Rootfs -> base image
+# Work directory: ours is removed on exit; those of killed runs on the next one
 # ---------------------------------------------------------------------------
 
-WORK=
-cleanup() {
-    [[ -n $WORK && -d $WORK ]] || return 0
+remove_workdir() {  # $1 = work directory
     # debootstrap mounts proc/sys (and may bind /dev) inside the target; a failed
     # run can leave them mounted, and rm -rf must never walk into the host's /dev.
-    findmnt -rn -o TARGET | grep -F "$WORK/" | sort -r | xargs -r umount -l || true
-    rm -rf --one-file-system "$WORK"
+    findmnt -rn -o TARGET | grep -F "$1/" | sort -r | xargs -r umount -l || true
+    rm -rf --one-file-system "$1"
 }
-trap cleanup EXIT
+
+shopt -s nullglob
+for stale in "$WORK_PREFIX".*; do
+    pid=${stale#"$WORK_PREFIX".}
+    pid=${pid%%.*}
+    if [[ $pid =~ ^[0-9]+$ ]] && ! kill -0 "$pid" 2>/dev/null; then
+        say "removing $stale, left by a run that was killed"
+        remove_workdir "$stale"
+    fi
+done
+shopt -u nullglob
+
+WORK=$(mktemp -d "$WORK_PREFIX.$$.XXXXXX")
+trap 'remove_workdir "$WORK"' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ---------------------------------------------------------------------------
+# Rootfs
+# ---------------------------------------------------------------------------
 
 configure_rootfs() {  # $1 = rootfs
     local root=$1 f key
@@ -146,7 +152,7 @@ configure_rootfs() {  # $1 = rootfs
              sed -E 's/^[^/]*//' | sort -u)
 
     {
-        echo '// Copied from the build host by build-offline-base.sh (proxy / validity checks)'
+        echo '// Copied from the build host by offline-base.sh (proxy / validity checks)'
         [[ -n $HOST_APT_CONF ]] && echo "$HOST_APT_CONF"
         # https mirrors (and TLS-intercepting proxies) need the host's trust
         # store; minbase has no ca-certificates package. A private copy under
@@ -155,8 +161,9 @@ configure_rootfs() {  # $1 = rootfs
             echo 'Acquire::https::CaInfo "/etc/apt/host-ca-certificates.crt";'
         fi
     } >"$root/etc/apt/apt.conf.d/90build-host"
-    [[ -f /etc/ssl/certs/ca-certificates.crt ]] &&
+    if [[ -f /etc/ssl/certs/ca-certificates.crt ]]; then
         install -m 0644 /etc/ssl/certs/ca-certificates.crt "$root/etc/apt/host-ca-certificates.crt"
+    fi
 
     # Image-friendly apt/dpkg defaults, as the official slim images do: no
     # recommends, no translations, no docs/man/locales (they only cost size).
@@ -189,105 +196,37 @@ EOF
     rm -f "$root/etc/hostname"
 }
 
-"$REPO/scripts/ensure-docker.sh"
-
-if [[ $REBUILD_BASE -eq 0 ]] && docker image inspect "$BASE_TAG" >/dev/null 2>&1; then
-    say "base $BASE_TAG exists; reusing it (--rebuild-base to redo)"
-else
-    # Pulling is not attempted: there is no registry here, and a pull would
-    # only hang on DNS/connect before failing.
-    if ! command -v debootstrap >/dev/null 2>&1; then
-        t=$(now)
-        say "installing debootstrap"
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends debootstrap >/dev/null
-        TIMING[install-debootstrap]=$(elapsed "$t")
-    fi
-
-    WORK=$(mktemp -d /var/tmp/offline-base.XXXXXX)
-    ROOTFS=$WORK/rootfs
-    t=$(now)
-    say "debootstrap --variant=minbase $SUITE from $MIRROR${DEBOOTSTRAP_INCLUDE:+ (+$DEBOOTSTRAP_INCLUDE)}"
-    if ! debootstrap --variant=minbase ${DEBOOTSTRAP_INCLUDE:+--include="$DEBOOTSTRAP_INCLUDE"} \
-        "$SUITE" "$ROOTFS" "$MIRROR" >"$WORK/debootstrap.log" 2>&1; then
-        cp "$WORK/debootstrap.log" /var/tmp/offline-base-debootstrap.log
-        die "debootstrap failed; log: /var/tmp/offline-base-debootstrap.log"
-    fi
-    TIMING[debootstrap]=$(elapsed "$t")
-
-    configure_rootfs "$ROOTFS"
-
-    t=$(now)
-    say "importing rootfs ($(du -sh --one-file-system "$ROOTFS" | cut -f1)) as $BASE_TAG"
-    # --numeric-owner: ids must be the rootfs' own, not re-mapped via host names.
-    tar --numeric-owner -C "$ROOTFS" -c . |
-        docker import \
-            --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-            --change 'ENV LANG=C.UTF-8' \
-            --change 'CMD ["bash"]' \
-            --message "debootstrap --variant=minbase $SUITE" \
-            - "$BASE_TAG" >/dev/null
-    TIMING[import]=$(elapsed "$t")
-    cleanup; WORK=
+if ! command -v debootstrap >/dev/null 2>&1; then
+    say "installing debootstrap (apt-get)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends debootstrap >"$WORK/apt.log" 2>&1 ||
+        { cat "$WORK/apt.log" >&2; die "cannot install debootstrap"; }
 fi
 
-# ---------------------------------------------------------------------------
-# Image build
-# ---------------------------------------------------------------------------
-
-build_args=(--build-arg "BASE_IMAGE=$BASE_TAG" -t "$IMAGE_TAG")
-# Without the default bridge (dockerd --bridge=none) RUN steps have no network
-# at all; the host's network namespace is then the only way for apt to reach
-# the mirror.
-if ! docker network inspect bridge >/dev/null 2>&1; then
-    say "no default bridge network; building with --network host"
-    build_args+=(--network host)
-fi
-# Proxies set only in the environment are not seen by RUN steps unless passed.
-for v in http_proxy https_proxy no_proxy HTTP_PROXY HTTPS_PROXY NO_PROXY; do
-    [[ -n ${!v:-} ]] && build_args+=(--build-arg "$v")
-done
-
-BUILD_LOG=/var/tmp/sandbox-image-build.log
-t=$(now)
-say "docker build -> $IMAGE_TAG (log: $BUILD_LOG)"
-if ! docker build "${build_args[@]}" "$HERE" >"$BUILD_LOG" 2>&1; then
-    tail -n 30 "$BUILD_LOG" >&2
-    die "docker build failed; full log: $BUILD_LOG"
-fi
-TIMING[build]=$(elapsed "$t")
-
-# ---------------------------------------------------------------------------
-# Smoke test, with the network the sandboxes will have: none
-# ---------------------------------------------------------------------------
-
-if [[ $VERIFY -eq 1 ]]; then
-    t=$(now)
-    say "verifying $IMAGE_TAG (--network none)"
-    docker run --rm --network none "$IMAGE_TAG" \
-        sh -c 'id; psql --version; node --version; python3 --version'
-    # Throw-away cluster as the non-root user, socket-only (no TCP listener).
-    docker run --rm --network none "$IMAGE_TAG" bash -euc '
-        initdb -D /tmp/pg -E UTF8 --locale=C -A trust >/dev/null
-        pg_ctl -D /tmp/pg -l /tmp/pg.log -w \
-            -o "-k /tmp -c listen_addresses=" start >/dev/null
-        echo "SELECT 1 -> $(psql -h /tmp -d postgres -XAtc "SELECT 1")"
-        pg_ctl -D /tmp/pg -m fast -w stop >/dev/null'
-    # Resource limits the executor will rely on must reach the container's cgroup
-    # (v1 on some hosts, v2 on others: the files differ).
-    docker run --rm --network none --memory 64m --memory-swap 64m --pids-limit 32 "$IMAGE_TAG" sh -c '
-        if [ -f /sys/fs/cgroup/memory.max ]; then
-            echo "cgroup v2: memory.max=$(cat /sys/fs/cgroup/memory.max) pids.max=$(cat /sys/fs/cgroup/pids.max)"
-        else
-            echo "cgroup v1: memory.limit_in_bytes=$(cat /sys/fs/cgroup/memory/memory.limit_in_bytes)" \
-                "memsw.limit_in_bytes=$(cat /sys/fs/cgroup/memory/memory.memsw.limit_in_bytes 2>/dev/null || echo n/a)" \
-                "pids.max=$(cat /sys/fs/cgroup/pids/pids.max)"
-        fi'
-    TIMING[verify]=$(elapsed "$t")
+ROOTFS=$WORK/rootfs
+say "debootstrap --variant=minbase $SUITE${DEBOOTSTRAP_INCLUDE:+ (+$DEBOOTSTRAP_INCLUDE)}"
+# Milestones only; the full log is kept for a failure. awk (unlike grep -v)
+# exits 0 whatever it filters, so PIPESTATUS[0] is debootstrap's own status.
+set +e
+debootstrap --variant=minbase ${DEBOOTSTRAP_INCLUDE:+--include="$DEBOOTSTRAP_INCLUDE"} \
+    "$SUITE" "$ROOTFS" "$MIRROR" 2>&1 |
+    tee "$WORK/debootstrap.log" |
+    awk '!/^I: (Retrieving|Validating|Extracting|Unpacking|Configuring) [^ ]+(\.\.\.| [0-9][^ ]*)$/ { print "debootstrap: " $0; fflush() }'
+status=${PIPESTATUS[0]}
+set -e
+if [[ $status -ne 0 ]]; then
+    tail -n 40 "$WORK/debootstrap.log" >&2
+    die "debootstrap failed (exit $status) fetching $SUITE from $MIRROR"
 fi
 
-size=$(docker image inspect --format '{{.Size}}' "$IMAGE_TAG")
-for k in install-debootstrap debootstrap import build verify; do
-    [[ -n ${TIMING[$k]:-} ]] && say "time $k: ${TIMING[$k]}s"
-done
-say "time total: $(elapsed "$T_START")s"
-say "image $IMAGE_TAG: $((size / 1000 / 1000)) MB (base $BASE_TAG: $(($(docker image inspect --format '{{.Size}}' "$BASE_TAG") / 1000 / 1000)) MB)"
+configure_rootfs "$ROOTFS"
+
+say "importing the rootfs ($(du -sh --one-file-system "$ROOTFS" | cut -f1)) as $TAG"
+# --numeric-owner: ids must be the rootfs' own, not re-mapped via host names.
+tar --numeric-owner -C "$ROOTFS" -c . |
+    docker import \
+        --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+        --change 'ENV LANG=C.UTF-8' \
+        --change 'CMD ["bash"]' \
+        --message "debootstrap --variant=minbase $SUITE" \
+        - "$TAG" >/dev/null
+say "made $TAG"

@@ -1,0 +1,153 @@
+"""``executor sandbox ...`` and ``executor doctor``: operating the Docker side.
+
+Only click is imported here; docker-py, rich and the sandbox package are
+imported when a command runs, so ``executor --help`` stays fast. Errors are
+raised as ``ExecutorError``s: the CLI group turns them into a message and an
+exit code (3 for the engine or a build).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import TYPE_CHECKING, Literal
+
+import click
+
+from executor.errors import ExitCode
+
+if TYPE_CHECKING:
+    from executor_sandbox.doctor import Check
+    from rich.console import Console
+
+STYLES = {"ok": ("ok", "green"), "warn": ("warn", "yellow"), "fail": ("FAIL", "bold red")}
+
+
+def _console(*, stderr: bool) -> Console:
+    from rich.console import Console
+
+    console = Console(stderr=stderr, emoji=False, highlight=False)
+    if console.is_terminal:
+        return console
+    return Console(stderr=stderr, width=10_000, no_color=True, emoji=False, highlight=False)
+
+
+def _safe(text: str) -> str:
+    """Engine-supplied text (names, labels, log lines) made inert for a terminal and rich markup."""
+    from rich.markup import escape
+
+    from executor.terminal import inert
+
+    return escape(inert(text))
+
+
+@click.group(name="sandbox")
+def sandbox_group() -> None:
+    """The Docker sandboxes proposals are validated in."""
+
+
+@sandbox_group.command()
+@click.option(
+    "--base",
+    type=click.Choice(["auto", "pull", "offline"]),
+    default="auto",
+    show_default=True,
+    help="pull: debian:bookworm-slim from a registry; offline: a base debootstrapped from the host's "
+    "apt sources (root); auto: the slim image if present, else offline if possible, else pull.",
+)
+@click.option(
+    "--force", is_flag=True, help="Rebuild even if the current definition's image exists (no build cache)."
+)
+def build(base: Literal["auto", "pull", "offline"], force: bool) -> None:
+    """Build the sandbox image of the current definition.
+
+    The tag is a hash of the image definition (Dockerfile and harness.py in
+    sandboxes/executor_sandbox/image/), so an unchanged definition is reused
+    and a changed one is built. The image is tagged only
+    after a check in a container hardened like a sandbox passes. Progress goes
+    to stderr; the last line (stdout) names the tag, its size and the seconds.
+    Exit 3 if the engine is unreachable or the build fails.
+    """
+    from executor_sandbox import engine
+    from executor_sandbox.build import BuildError, build_image
+    from executor_sandbox.image import find_image, image_tag
+
+    started = time.monotonic()
+    err = _console(stderr=True)
+    client = engine.connect()
+    tag = image_tag()
+    reused = not force and find_image(client, tag) is not None
+    with err.status(f"building {tag}", spinner="dots") as status:
+
+        def progress(line: str) -> None:
+            short = line if len(line) <= 160 else line[:159] + "…"
+            err.print(_safe(short), style="dim", soft_wrap=True)
+            status.update(_safe(short[:100]))
+
+        try:
+            image = build_image(client, base=base, force=force, progress=progress)
+        except BuildError as exc:
+            for line in exc.log_tail:
+                err.print(_safe(line), soft_wrap=True)
+            raise
+    size = int(image.attrs.get("Size") or 0) / 1e6
+    seconds = time.monotonic() - started
+    click.echo(f"{'current' if reused else 'built'} {tag} ({size:.0f} MB) in {seconds:.1f} s")
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
+@click.pass_context
+def doctor(ctx: click.Context, as_json: bool) -> None:
+    """Check that sandboxes can run here, and say how to fix what cannot.
+
+    \b
+    Checks: configuration; Docker engine reachable (address, version); sandbox
+    image present and current; stale images of older definitions; warm
+    sandboxes (running, current definition); orphaned one-shot sandboxes of
+    dead executor processes; free disk for Docker and EXECUTOR_HOME (2 GiB).
+    Each prints ok, warn or FAIL, and for warn/FAIL the command that fixes it.
+    Exit 0: no check failed (warnings allowed); 1: a check failed; 3: the
+    Docker engine is unreachable (the checks needing it are skipped).
+    """
+    from executor_sandbox import doctor as checks
+
+    from executor.config import default_home, load_settings
+    from executor.errors import ConfigError
+
+    out = None if as_json else _console(stderr=False)
+    results: list[Check] = []
+
+    def report(check: Check) -> None:
+        results.append(check)
+        if out is not None:
+            word, style = STYLES[check.status]
+            out.print(f"[{style}]{word:<4}[/] {check.name:<15} {_safe(check.detail)}", soft_wrap=True)
+            if check.fix and check.status != "ok":
+                out.print(f"     {'':<15} fix: {_safe(check.fix)}", soft_wrap=True)
+
+    try:
+        settings = ctx.meta.get("executor.settings") or load_settings()
+        home, override = settings.home, settings.sandbox.image
+        report(checks.Check("config", "ok", f"home {home}"))
+    except ConfigError as exc:
+        home, override = default_home(), None
+        report(checks.Check("config", "fail", exc.message, exc.hint or "correct the setting named above"))
+    engine_check, client, engine_error = checks.connect()
+    report(engine_check)
+    if client is not None:
+        for check in checks.engine_checks(client, home=home, image_override=override):
+            report(check)
+    else:
+        report(
+            checks.disk_check("home disk", home, "free space there, or point EXECUTOR_HOME at a larger disk")
+        )
+    if as_json:
+        ok = all(c.status != "fail" for c in results)
+        click.echo(
+            json.dumps({"ok": ok, "checks": [c.as_json() for c in results]}, indent=2, ensure_ascii=True)
+        )
+    if engine_error is not None:
+        raise engine_error
+    if any(c.status == "fail" for c in results):
+        ctx.exit(int(ExitCode.GATE_FAILED))

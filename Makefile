@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install demo test lint bench clean
+.PHONY: install sandbox demo test lint bench clean
 
 $(INSTALLED): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -15,24 +15,33 @@ $(INSTALLED): pyproject.toml constraints.txt
 
 install: $(INSTALLED)
 
+# A Docker engine (started if none answers; needs root the first time) and the
+# sandbox image of the current definition (built offline from the host's apt
+# sources where no registry answers; reused while the definition is unchanged).
+sandbox: install
+	bash scripts/ensure-docker.sh
+	$(BIN)/executor sandbox build
+
 # The main job on the seed reports, with the embedded defaults (SQLite store
 # in the user data dir, or EXECUTOR_HOME if set).
-demo: install
+demo: sandbox
 	$(BIN)/executor ingest examples/reports
 	$(BIN)/executor list
 	$(BIN)/executor show fsar_bfb8a8d5-dd74-41a6-887b-a6603faeef6a
 	$(BIN)/executor approve fsar_51f8aa7f-7563-46d2-b8f2-a4e2eb2402f9 --by demo --note "make demo"
 	$(BIN)/executor log --limit 5
+	$(BIN)/executor sandbox up
+	$(BIN)/executor doctor
 
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint
+test: lint sandbox
 	$(BIN)/pytest -n auto
 
-bench: install
+bench: sandbox
 	$(BIN)/python -m bench.parse_throughput
 	$(BIN)/python -m bench.help_startup
 	$(BIN)/python -m bench.sandbox_pool

@@ -18,6 +18,7 @@ from executor.errors import ExitCode
 
 if TYPE_CHECKING:
     from executor_sandbox.doctor import Check
+    from executor_sandbox.pool import Sandboxes
     from rich.console import Console
 
 STYLES = {"ok": ("ok", "green"), "warn": ("warn", "yellow"), "fail": ("FAIL", "bold red")}
@@ -93,6 +94,101 @@ def build(base: Literal["auto", "pull", "offline"], force: bool) -> None:
     size = int(image.attrs.get("Size") or 0) / 1e6
     seconds = time.monotonic() - started
     click.echo(f"{'current' if reused else 'built'} {tag} ({size:.0f} MB) in {seconds:.1f} s")
+
+
+def _pool(ctx: click.Context) -> Sandboxes:
+    from executor_sandbox.pool import Sandboxes
+
+    from executor.config import load_settings
+
+    settings = ctx.meta.get("executor.settings") or load_settings()
+    return Sandboxes(settings.sandbox)
+
+
+@sandbox_group.command()
+@click.option("-n", "count", type=click.IntRange(min=1), help="How many (default: sandbox.warm_pool).")
+@click.pass_context
+def up(ctx: click.Context, count: int | None) -> None:
+    """Start warm sandboxes (PostgreSQL ready, template prepared) so runs find them waiting.
+
+    Runs start them on demand too; this pays the start-up ahead of time. A
+    warm sandbox of an older definition or other limits is replaced.
+    """
+    pool = _pool(ctx)
+    pool.prune()
+    for entry in pool.up(count):
+        seconds = f" in {entry['seconds']:.2f} s" if "seconds" in entry else ""
+        click.echo(f"{entry['name']}: {entry['state']}{seconds}")
+
+
+@sandbox_group.command()
+@click.pass_context
+def down(ctx: click.Context) -> None:
+    """Remove every idle warm sandbox (one in use is left to finish)."""
+    removed = _pool(ctx).prune(warm=True)
+    click.echo(f"removed {len(removed)} sandbox(es)" + (": " + ", ".join(removed) if removed else ""))
+
+
+@sandbox_group.command()
+@click.option(
+    "--images", is_flag=True, help="Also remove images of older definitions and untagged leftovers."
+)
+@click.pass_context
+def prune(ctx: click.Context, images: bool) -> None:
+    """Remove sandboxes no one will use again: those of killed executors, stopped or outdated warm ones.
+
+    Also runs at the start of every command that uses sandboxes. Sandboxes in
+    use are never touched.
+    """
+    pool = _pool(ctx)
+    removed = pool.prune()
+    click.echo(f"removed {len(removed)} sandbox(es)" + (": " + ", ".join(removed) if removed else ""))
+    if images:
+        import functools
+
+        import docker.errors
+        from executor_sandbox import engine
+        from executor_sandbox.build import stale_images
+
+        gone = []
+        for image in stale_images(pool.client):
+            # By tag: an old tag on an image the current one is built on is only untagged.
+            for ref in image.tags or [str(image.id)]:
+                try:
+                    engine.call("remove an image", functools.partial(pool.client.images.remove, ref))
+                    gone.append(ref if image.tags else str(image.short_id))
+                except docker.errors.APIError as exc:
+                    click.echo(f"kept {ref}: {exc.explanation}", err=True)
+        click.echo(f"removed {len(gone)} image(s)" + (": " + "; ".join(gone) if gone else ""))
+
+
+@sandbox_group.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def status(ctx: click.Context, as_json: bool) -> None:
+    """The executor's sandboxes: warm slots and one-shot ones, busy or idle, current or not."""
+    import dataclasses
+
+    rows = _pool(ctx).status()
+    if as_json:
+        click.echo(json.dumps([dataclasses.asdict(r) for r in rows], indent=2, ensure_ascii=True))
+        return
+    if not rows:
+        click.echo("no sandboxes; start warm ones with: executor sandbox up", err=True)
+        return
+    from rich.table import Table
+
+    table = Table("name", "purpose", "state", "current", "busy", "orphan")
+    for row in rows:
+        table.add_row(
+            _safe(row.name),
+            row.purpose,
+            row.state,
+            "yes" if row.current else "no",
+            "yes" if row.busy else "",
+            "yes" if row.orphan else "",
+        )
+    _console(stderr=False).print(table)
 
 
 @click.command()

@@ -380,3 +380,33 @@ def test_unreachable_engine_names_the_address_and_the_fix(monkeypatch: pytest.Mo
     assert caught.value.hint is not None
     assert "ensure-docker.sh" in caught.value.hint
     assert time.monotonic() - began < engine.RETRY_SECONDS + 5, "retries are bounded"
+
+
+# -- the CLI ----------------------------------------------------------------------------------
+
+
+def test_sandbox_commands_start_list_and_remove_warm_sandboxes(sandbox_image: str) -> None:
+    from tests.conftest import run_executor
+
+    up = run_executor("sandbox", "up", "-n", "1")
+    assert up.returncode == 0, up.stderr
+    assert "executor-warm-" in up.stdout
+    assert "ready" in up.stdout
+    listed = run_executor("sandbox", "status", "--json")
+    assert listed.returncode == 0, listed.stderr
+    import json
+
+    rows = json.loads(listed.stdout)
+    assert any(r["purpose"] == "warm" and r["current"] and r["state"] == "running" for r in rows)
+    prune = run_executor("sandbox", "prune")
+    assert prune.returncode == 0
+    assert "removed" in prune.stdout
+
+
+def test_sandbox_commands_exit_3_without_an_engine() -> None:
+    from tests.conftest import run_executor
+
+    result = run_executor("sandbox", "up", env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"})
+    assert result.returncode == 3
+    assert "unix:///nonexistent/docker.sock" in result.stderr
+    assert "ensure-docker.sh" in result.stderr

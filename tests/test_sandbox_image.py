@@ -21,12 +21,11 @@ import docker
 import docker.errors
 import pytest
 from click.testing import CliRunner, Result
-from executor_sandbox import build, engine, image, labels
+from executor_sandbox import build, image, labels
 from executor_sandbox.build import BuildError, build_image
 
 from executor.cli import ExecutorGroup, cli
 from executor.cli_sandbox import doctor, sandbox_group
-from executor.errors import InfrastructureError
 
 ENGINE_FIX = "sudo scripts/ensure-docker.sh"
 
@@ -43,12 +42,9 @@ def invoke(*args: str, env: dict[str, str] | None = None) -> Result:
 
 
 @pytest.fixture(scope="module")
-def client() -> docker.DockerClient:
-    """The engine; without one, every test using it skips (a failure under EXECUTOR_REQUIRE_DOCKER=1)."""
-    try:
-        return engine.connect()
-    except InfrastructureError as exc:
-        pytest.skip(f"no Docker engine: {exc}")
+def client(docker_client: docker.DockerClient) -> docker.DockerClient:
+    """The engine (tests.sandbox_fixtures); without one these tests skip, a failure in CI."""
+    return docker_client
 
 
 def throwaway_tag(purpose: str) -> str:

@@ -97,7 +97,8 @@ def engine_checks(client: docker.DockerClient, *, home: Path, image_override: st
 def _containers(client: docker.DockerClient, purpose: str) -> list[Container]:
     label_filter = [f"{labels.APP}={labels.APP_VALUE}", f"{labels.PURPOSE}={purpose}"]
     return engine.call(
-        f"list {purpose} sandboxes", lambda: client.containers.list(all=True, filters={"label": label_filter})
+        f"list {purpose} sandboxes",
+        lambda: client.containers.list(all=True, filters={"label": label_filter}, ignore_removed=True),
     )
 
 

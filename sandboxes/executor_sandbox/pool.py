@@ -214,7 +214,8 @@ class Sandboxes:
         import docker.errors
 
         image = current_image(self.client, self.settings.image)
-        try:
+
+        def create() -> Sandbox:
             return Sandbox.create(
                 self.client,
                 str(image.id),
@@ -225,6 +226,9 @@ class Sandboxes:
                 slot=slot,
                 postgres=postgres,
             )
+
+        try:
+            return create()
         except docker.errors.APIError as exc:
             if exc.status_code != 409:
                 raise
@@ -237,23 +241,17 @@ class Sandboxes:
                 hint=f"rename or remove it: docker rm -f {name}",
             )
         existing.remove(force=True, v=True)
-        return Sandbox.create(
-            self.client,
-            str(image.id),
-            self.settings,
-            purpose=purpose,
-            run_id=run_id,
-            name=name,
-            slot=slot,
-            postgres=postgres,
-        )
+        return create()
 
     # -- operations ----------------------------------------------------------------
 
     def containers(self) -> list[Container]:
         return list(
             engine.call(
-                "list sandboxes", lambda: self.client.containers.list(all=True, filters=labels.app_filter())
+                "list sandboxes",
+                lambda: self.client.containers.list(
+                    all=True, filters=labels.app_filter(), ignore_removed=True
+                ),
             )
         )
 

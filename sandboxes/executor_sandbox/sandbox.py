@@ -153,7 +153,8 @@ def limits_hash(settings: SandboxSettings) -> str:
     """Identifies the limits a container was created with: a warm sandbox is reused only under the same."""
     import hashlib
 
-    return hashlib.sha256(settings.model_dump_json(exclude={"warm_pool"}).encode()).hexdigest()[:16]
+    fixed_at_creation = {"memory_mib", "pids", "cpus", "tmp_mib", "state_mib", "image"}
+    return hashlib.sha256(settings.model_dump_json(include=fixed_at_creation).encode()).hexdigest()[:16]
 
 
 def _mib(value: int) -> str:

@@ -321,7 +321,9 @@ class Sandbox:
         if state.get("Running"):
             return message
         cause = "out of memory" if state.get("OOMKilled") else f"exit status {state.get('ExitCode')}"
-        return f"{message} (the container stopped: {cause})"
+        said = self.channel.stderr_tail.decode(errors="replace").strip().splitlines() if self.channel else []
+        last = f"; its last words: {said[-1][:300]}" if said else ""
+        return f"{message} (the container stopped: {cause}{last})"
 
     def counters(self) -> dict[str, int]:
         return {key: int(value) for key, value in self.request("counters", 10.0).items()}

@@ -297,27 +297,21 @@ def check_image(client: docker.DockerClient, image_id: str, progress: Progress =
     """Run the smoke checks in a container hardened like a sandbox; return their output."""
     import docker.errors
     import requests.exceptions
-    from docker.types import LogConfig
+
+    from executor.config import SandboxSettings
+    from executor_sandbox.sandbox import container_options
 
     progress("checking the image in a sandbox-hardened container (no network, read-only root)")
     container = engine.call(
         "create the image check container",
+        # The same hardening as every sandbox (one place: sandbox.container_options),
+        # with the check script instead of the harness.
         lambda: client.containers.create(
-            image_id,
-            ["sh", "-c", CHECK_SCRIPT],
-            user="sandbox",
-            network_mode="none",
-            read_only=True,
-            cap_drop=["ALL"],
-            security_opt=["no-new-privileges"],
-            tmpfs={"/tmp": "rw,nosuid,nodev,size=16m"},
-            mem_limit="256m",
-            memswap_limit="256m",
-            pids_limit=64,
-            init=True,
-            environment={},
-            log_config=LogConfig(type=LogConfig.types.JSON, config={"max-size": "1m"}),
-            labels=_check_labels(),
+            **{
+                **container_options(image_id, SandboxSettings(), _check_labels(), name=None, postgres=False),
+                "command": ["sh", "-c", CHECK_SCRIPT],
+                "stdin_open": False,
+            }
         ),
     )
     try:

@@ -162,7 +162,12 @@ def _mib(value: int) -> str:
 
 
 def container_options(
-    image_id: str, settings: SandboxSettings, container_labels: dict[str, str], *, name: str, postgres: bool
+    image_id: str,
+    settings: SandboxSettings,
+    container_labels: dict[str, str],
+    *,
+    name: str | None,
+    postgres: bool,
 ) -> dict[str, Any]:
     """The ``containers.create`` arguments: every isolation rule of a sandbox in one place."""
     from docker.types import LogConfig, Mount, Ulimit

@@ -341,10 +341,12 @@ def log(ctx: click.Context, proposal_id: str | None, limit: int | None, as_json:
         stdout_console().print(audit_table(entries))
 
 
+from executor.cli_plugins import plugins_command  # noqa: E402  (click only; pluggy loads per command)
 from executor.cli_sandbox import doctor, sandbox_group  # noqa: E402  (click only; docker loads per command)
 
 cli.add_command(sandbox_group)
 cli.add_command(doctor)
+cli.add_command(plugins_command)
 
 
 def main() -> None:

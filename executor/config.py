@@ -54,6 +54,20 @@ class SandboxSettings(BaseModel):
     image: str | None = Field(default=None, description="Image to use instead of the built definition.")
 
 
+class PluginSettings(BaseModel):
+    """Which plugins run, and what may pass unvalidated (``[plugins]`` in config.toml)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    allow: list[str] | None = Field(default=None, description="Only these plugins load (default: all).")
+    deny: list[str] = Field(default_factory=list, description="These plugins never load.")
+    unvalidated: list[str] = Field(
+        default_factory=list,
+        description="Globs of paths that may pass with no plugin claiming them (e.g. 'docs/**').",
+    )
+    trace: bool = Field(default=False, description="Trace every hook call to stderr.")
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -71,6 +85,10 @@ class Settings(BaseModel):
     )
 
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
+    plugins: PluginSettings = Field(default_factory=PluginSettings)
+    plugin: dict[str, dict[str, object]] = Field(
+        default_factory=dict, description="Per-plugin options: [plugin.<name>] tables."
+    )
 
     @property
     def limits(self) -> Limits:
@@ -83,7 +101,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     from_env: dict[str, object] = {
         name: env[ENV_PREFIX + name.upper()]
         for name in Settings.model_fields
-        if name != "sandbox" and env.get(ENV_PREFIX + name.upper())
+        if name not in ("sandbox", "plugins", "plugin") and env.get(ENV_PREFIX + name.upper())
     }
     sandbox_env = {
         name: env[SANDBOX_PREFIX + name.upper()]

@@ -117,6 +117,9 @@ class SqlError:
     context: str | None = None
     position: int | None = None
     severity: str | None = None
+    #: Where an error inside a function body or other internal query lies (1-based in ``internal_query``).
+    internal_position: int | None = None
+    internal_query: str | None = None
 
 
 @dataclass(frozen=True)
@@ -146,6 +149,40 @@ class SqlResult:
             timed_out=bool(reply.get("timed_out")),
             seconds=float(reply.get("seconds") or 0.0),
             rows_truncated=bool(reply.get("rows_truncated")),
+        )
+
+
+@dataclass(frozen=True)
+class StatementResult:
+    status: str | None
+    probe: list[Any] | None
+
+
+@dataclass(frozen=True)
+class ScriptResult:
+    """Statements run one by one in one transaction; ``error_index`` is the one that failed."""
+
+    statements: list[StatementResult]
+    error: SqlError | None
+    error_index: int | None
+    notices: list[str]
+    timed_out: bool
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and not self.timed_out
+
+    @classmethod
+    def from_reply(cls, reply: dict[str, Any]) -> ScriptResult:
+        error = reply.get("error")
+        return cls(
+            statements=[StatementResult(s.get("status"), s.get("probe")) for s in reply.get("statements") or []],
+            error=SqlError(**error) if isinstance(error, dict) else None,
+            error_index=reply.get("error_index"),
+            notices=list(reply.get("notices") or []),
+            timed_out=bool(reply.get("timed_out")),
+            seconds=float(reply.get("seconds") or 0.0),
         )
 
 
@@ -465,6 +502,36 @@ class Use:
             timeout=limit,
         )
         return SqlResult.from_reply(reply)
+
+    def sql_script(
+        self,
+        statements: Sequence[str],
+        *,
+        role: str = "proposal",
+        transaction: str = "commit",
+        timeout: float | None = None,
+        probe: str | None = None,
+    ) -> ScriptResult:
+        """Run statements one at a time in one transaction (``commit`` or ``rollback`` at the end).
+
+        Stops at the first error, which names the statement by index; its
+        ``position`` is within that statement. ``probe`` is trusted SQL run
+        after every statement on the same connection; its first row is kept.
+        """
+        if self.database is None:
+            raise InfrastructureError(f"sandbox {self.sandbox.name} was started without PostgreSQL")
+        limit = timeout if timeout is not None else self.sandbox.settings.command_timeout
+        reply = self.sandbox.request(
+            "sql_script",
+            limit + CHANNEL_GRACE,
+            database=self.database,
+            statements=list(statements),
+            role=role,
+            transaction=transaction,
+            timeout=limit,
+            probe=probe,
+        )
+        return ScriptResult.from_reply(reply)
 
     def run(
         self,

@@ -29,7 +29,7 @@ import threading
 import time
 from typing import Any
 
-HARNESS_VERSION = 1
+HARNESS_VERSION = 2
 STATE = "/var/lib/executor"  # tmpfs, mode 0700, owned by this user
 PGDATA = STATE + "/pg"
 PGSOCKET = STATE + "/socket"
@@ -240,22 +240,78 @@ class Postgres:
                 isinstance(exc, self.extensions.QueryCanceledError) and time.monotonic() - started >= timeout
             )
             result["error"] = server_error(exc)
-            if conn.closed:
-                self.use_connections.pop((database, role), None)
-            else:
-                try:
-                    if conn.get_transaction_status() != self.extensions.TRANSACTION_STATUS_IDLE:
-                        with conn.cursor() as cur:
-                            cur.execute("ROLLBACK")
-                except self.psycopg2.Error:
-                    self.use_connections.pop((database, role), None)
-                    self.close(conn)
+            self.reset(conn, database, role)
         finally:
             timer.cancel()
         result["timed_out"] = timed_out
         result["seconds"] = round(time.monotonic() - started, 6)
         result["notices"] = [notice.strip()[:2000] for notice in conn.notices[:MAX_NOTICES]]
         return result
+
+    def execute_script(
+        self,
+        database: str,
+        role: str,
+        statements: list[str],
+        transaction: str,
+        timeout: float,
+        probe: str | None,
+    ) -> dict[str, Any]:
+        """Statements one by one in one transaction, stopping at the first error.
+
+        After each statement that succeeded, ``probe`` (trusted SQL, same
+        connection and transaction) is run and its first row kept: that is how
+        a caller learns what each statement did, e.g. from an audit table.
+        """
+        conn = self.use_connection(database, role)
+        del conn.notices[:]
+        timer = threading.Timer(timeout, conn.cancel)
+        timer.daemon = True
+        started = time.monotonic()
+        done: list[dict[str, Any]] = []
+        result: dict[str, Any] = {"error": None, "error_index": None, "statements": done}
+        timer.start()
+        try:
+            with conn.cursor() as cur:
+                cur.execute("BEGIN")
+                for index, statement in enumerate(statements):
+                    try:
+                        cur.execute(statement)
+                    except self.psycopg2.Error:
+                        result["error_index"] = index
+                        raise
+                    entry: dict[str, Any] = {"status": cur.statusmessage, "probe": None}
+                    if probe is not None:
+                        cur.execute(probe)
+                        row = cur.fetchone()
+                        entry["probe"] = [jsonable(value) for value in row] if row is not None else None
+                    done.append(entry)
+                cur.execute("COMMIT" if transaction == "commit" else "ROLLBACK")
+        except self.psycopg2.Error as exc:
+            result["error"] = server_error(exc)
+            result["timed_out"] = (
+                isinstance(exc, self.extensions.QueryCanceledError) and time.monotonic() - started >= timeout
+            )
+            self.reset(conn, database, role)
+        finally:
+            timer.cancel()
+        result.setdefault("timed_out", False)
+        result["seconds"] = round(time.monotonic() - started, 6)
+        result["notices"] = [notice.strip()[:2000] for notice in conn.notices[:MAX_NOTICES]]
+        return result
+
+    def reset(self, conn: Any, database: str, role: str) -> None:
+        """After an error: roll back what is open, or forget a connection that cannot."""
+        if conn.closed:
+            self.use_connections.pop((database, role), None)
+            return
+        try:
+            if conn.get_transaction_status() != self.extensions.TRANSACTION_STATUS_IDLE:
+                with conn.cursor() as cur:
+                    cur.execute("ROLLBACK")
+        except self.psycopg2.Error:
+            self.use_connections.pop((database, role), None)
+            self.close(conn)
 
     def alive(self) -> bool:
         try:
@@ -280,14 +336,15 @@ def jsonable(value: Any) -> Any:
 
 def server_error(exc: Any) -> dict[str, Any]:
     diag = exc.diag
-    position = diag.statement_position or diag.internal_position
     return {
         "sqlstate": exc.pgcode,
         "message": diag.message_primary or str(exc).strip(),
         "detail": diag.message_detail,
         "hint": diag.message_hint,
         "context": diag.context,
-        "position": int(position) if position else None,
+        "position": int(diag.statement_position) if diag.statement_position else None,
+        "internal_position": int(diag.internal_position) if diag.internal_position else None,
+        "internal_query": diag.internal_query,
         "severity": diag.severity,
     }
 
@@ -354,14 +411,38 @@ class Harness:
     ) -> dict[str, Any]:
         if self.postgres is None:
             raise HarnessError("this sandbox was started without PostgreSQL")
-        name = checked_name(database)
-        if name not in self.uses:
-            raise HarnessError(f"database {name} does not belong to an open use")
+        name = self.checked_database(database)
         if role not in ("proposal", "admin"):
             raise HarnessError(f"unknown role {role!r}")
         if transaction not in ("commit", "rollback", "none"):
             raise HarnessError(f"unknown transaction mode {transaction!r}")
         return self.postgres.execute(name, role, sql, transaction, float(timeout))
+
+    def op_sql_script(
+        self,
+        database: str,
+        statements: list[str],
+        role: str = "proposal",
+        transaction: str = "commit",
+        timeout: float = 30.0,
+        probe: str | None = None,
+    ) -> dict[str, Any]:
+        if self.postgres is None:
+            raise HarnessError("this sandbox was started without PostgreSQL")
+        name = self.checked_database(database)
+        if role not in ("proposal", "admin"):
+            raise HarnessError(f"unknown role {role!r}")
+        if transaction not in ("commit", "rollback"):
+            raise HarnessError(f"unknown transaction mode {transaction!r}")
+        if not isinstance(statements, list) or not all(isinstance(s, str) for s in statements):
+            raise HarnessError("statements must be a list of strings")
+        return self.postgres.execute_script(name, role, statements, transaction, float(timeout), probe)
+
+    def checked_database(self, database: str) -> str:
+        name = checked_name(database)
+        if name not in self.uses:
+            raise HarnessError(f"database {name} does not belong to an open use")
+        return name
 
     def op_processes(self) -> dict[str, Any]:
         return {"processes": processes()}

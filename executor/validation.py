@@ -1,0 +1,314 @@
+"""Gates 3 to 5 for one proposal: claims, static checks, sandbox validation, rollback proof.
+
+Each plugin is called on its own with the files it claimed. A plugin that
+raises turns into error diagnostics on its files (they are unvalidated), never
+into a crash of the run; other plugins' results stay complete.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from executor.config import Settings
+from executor.diagnostics import Diagnostic, stamp
+from executor.errors import RefusedError
+from executor.models import FileChange, Level
+from executor.plugin_api import BaseTree, PluginContext, Rollback, SandboxContext
+from executor.plugins import PluginError, Plugins
+
+if TYPE_CHECKING:
+    from executor_sandbox.pool import Sandboxes
+
+SANDBOX_HOOKS = ("executor_sandbox_validate", "executor_build_rollback", "executor_prove_rollback")
+
+#: progress(gate, plugin) is called as each plugin starts each gate.
+Progress = Callable[[str, str], None]
+
+
+class GateResult(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    ok: bool
+    seconds: float
+    skipped: bool = False
+
+
+class Failure(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    plugin: str
+    stage: str
+    error: str
+
+
+class ValidationReport(BaseModel):
+    claims: dict[str, list[str]] = Field(description="path -> plugins that validated it")
+    unvalidated: list[str] = Field(
+        default_factory=list, description="Paths the operator lets pass unclaimed."
+    )
+    diagnostics: list[Diagnostic] = Field(default_factory=list)
+    gates: list[GateResult] = Field(default_factory=list)
+    rollbacks: list[Rollback] = Field(default_factory=list)
+    failures: list[Failure] = Field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(gate.ok for gate in self.gates)
+
+    @property
+    def errors(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.is_error]
+
+    @property
+    def reversible(self) -> bool:
+        return all(rollback.reversible for rollback in self.rollbacks)
+
+
+class UnvalidatedFilesError(RefusedError):
+    """Files no plugin claims, and the operator's config does not let pass."""
+
+
+def validate(
+    files: Sequence[FileChange],
+    base: BaseTree,
+    plugins: Plugins,
+    settings: Settings,
+    sandboxes: Sandboxes | None,
+    *,
+    progress: Progress | None = None,
+) -> ValidationReport:
+    """Run the plugin gates; raises ``UnvalidatedFilesError`` before any check if a file is unclaimed.
+
+    ``sandboxes=None`` stops after the static checks (no Docker needed).
+    """
+    run = _Run(files, base, plugins, settings, progress or (lambda gate, plugin: None))
+    run.claim()
+    run.gate("static", run.static_check)
+    if sandboxes is not None:
+        run.gate("sandbox", lambda: run.in_sandboxes(sandboxes))
+        run.report.gates.append(run.rollback_gate())
+    return run.report
+
+
+class _Run:
+    def __init__(
+        self,
+        files: Sequence[FileChange],
+        base: BaseTree,
+        plugins: Plugins,
+        settings: Settings,
+        progress: Progress,
+    ) -> None:
+        self.files = list(files)
+        self.base = base
+        self.plugins = plugins
+        self.settings = settings
+        self.progress = progress
+        self.claimed: dict[str, list[FileChange]] = {}
+        self.broken: set[str] = set()  # plugins that raised: no further hook of theirs is called
+        self.blocked: set[str] = set()
+        self.report = ValidationReport(claims={}, failures=[Failure(**vars(f)) for f in plugins.failures])
+        self.rollback_seconds = 0.0
+        self.rollback_ran = False
+
+    def context(self, name: str) -> PluginContext:
+        return PluginContext(base=self.base, options=self.settings.plugin.get(name, {}))
+
+    def gate(self, name: str, body: Callable[[], list[Diagnostic]]) -> None:
+        started = time.monotonic()
+        found = body()
+        self.add(found)
+        ok = not any(d.is_error for d in found)
+        self.report.gates.append(GateResult(name=name, ok=ok, seconds=round(time.monotonic() - started, 6)))
+
+    def add(self, diagnostics: Iterable[Diagnostic]) -> None:
+        seen = {(d.plugin, d.path, d.line, d.column) for d in self.report.diagnostics if d.is_error}
+        for diagnostic in diagnostics:
+            key = (diagnostic.plugin, diagnostic.path, diagnostic.line, diagnostic.column)
+            if diagnostic.is_error and key in seen:
+                continue  # the server agreeing with a static check adds nothing
+            seen.add(key)
+            self.report.diagnostics.append(diagnostic)
+
+    # -- claims ----------------------------------------------------------------------------
+
+    def claim(self) -> None:
+        by_path = {f.path: f for f in self.files}
+        crashed: list[str] = []
+        for name in self.plugins.names:
+            self.progress("claims", name)
+            try:
+                groups = self.plugins.call(
+                    name, "executor_claim_files", files=self.files, context=self.context(name)
+                )
+                paths = [path for group in groups for path in (group or [])]
+                strays = sorted({p for p in paths if p not in by_path})
+                if strays:
+                    raise PluginError(
+                        name, "executor_claim_files", f"claimed paths not in the proposal: {strays}"
+                    )
+            except PluginError as exc:
+                self.fail(exc)
+                crashed.append(name)
+                continue
+            mine = [f for f in self.files if f.path in set(paths)]
+            if mine:
+                self.claimed[name] = mine
+        for change in self.files:
+            self.report.claims[change.path] = [n for n, fs in self.claimed.items() if change in fs]
+        unclaimed = [f for f in self.files if not self.report.claims[f.path]]
+        globs = self.settings.plugins.unvalidated
+        allowed = [f.path for f in unclaimed if any(fnmatch.fnmatchcase(f.path, g) for g in globs)]
+        refused = [f for f in unclaimed if f.path not in allowed]
+        self.report.unvalidated = allowed
+        if refused:
+            listing = ", ".join(f"{f.path} ({f.language})" for f in refused)
+            failed = [f.message() for f in self.plugins.failures] + [
+                f"plugin {n!r} raised while claiming files" for n in crashed
+            ]
+            note = f"; note: {'; '.join(failed)}" if failed else ""
+            raise UnvalidatedFilesError(
+                f"no plugin validates {listing}{note}",
+                hint="install a plugin for these files, or let them pass unvalidated with "
+                '[plugins] unvalidated = ["<glob>"] in config.toml',
+            )
+
+    def fail(self, exc: PluginError) -> None:
+        self.broken.add(exc.failure.plugin)
+        self.report.failures.append(Failure(**vars(exc.failure)))
+
+    def crashed(self, exc: PluginError) -> list[Diagnostic]:
+        """A plugin that raised: every file it claimed is unvalidated."""
+        self.fail(exc)
+        name = exc.failure.plugin
+        return stamp(
+            (
+                Diagnostic(
+                    path=f.path,
+                    severity=Level.ERROR,
+                    code="plugin.crashed",
+                    message=f"not validated: {exc.failure.message()}; fix or update the plugin, "
+                    f"or deny it with [plugins] deny = [{name!r}]",
+                )
+                for f in self.claimed.get(name, [])
+            ),
+            name,
+            self.files,
+        )
+
+    def checked(self, name: str, found: Any, hook: str) -> list[Diagnostic]:
+        """A plugin's diagnostics, stamped; raises ``PluginError`` for a path it did not claim."""
+        items = (
+            [d for group in found for d in (group or [])] if isinstance(found, list) else list(found or [])
+        )
+        mine = {f.path for f in self.claimed[name]}
+        strays = sorted(
+            {str(d.path) for d in items if isinstance(d, Diagnostic) and d.path and d.path not in mine}
+        )
+        if strays:
+            raise PluginError(name, hook, f"reported on paths it did not claim: {strays}")
+        try:
+            return stamp(items, name, self.files)
+        except TypeError as exc:
+            raise PluginError(name, hook, str(exc)) from exc
+
+    # -- gates ------------------------------------------------------------------------------
+
+    def static_check(self) -> list[Diagnostic]:
+        found: list[Diagnostic] = []
+        for name, files in self.claimed.items():
+            self.progress("static", name)
+            try:
+                result = self.plugins.call(
+                    name, "executor_static_check", files=files, context=self.context(name)
+                )
+                diagnostics = self.checked(name, result, "executor_static_check")
+            except PluginError as exc:
+                found += self.crashed(exc)
+                continue
+            if any(d.blocks_sandbox for d in diagnostics):
+                self.blocked.add(name)
+            found += diagnostics
+        return found
+
+    def in_sandboxes(self, sandboxes: Sandboxes) -> list[Diagnostic]:
+        found: list[Diagnostic] = []
+        started = time.monotonic()
+        for name, files in self.claimed.items():
+            if name in self.broken or name in self.blocked:
+                continue
+            if not set(SANDBOX_HOOKS) & set(self.plugins.hooks_of(name)):
+                continue
+            self.progress("sandbox", name)
+            with sandboxes.use() as use:
+                context = SandboxContext(base=self.base, options=self.settings.plugin.get(name, {}), use=use)
+                try:
+                    result = self.plugins.call(
+                        name, "executor_sandbox_validate", files=files, context=context
+                    )
+                    diagnostics = self.checked(name, result, "executor_sandbox_validate")
+                except PluginError as exc:
+                    found += self.crashed(exc)
+                    continue
+                found += diagnostics
+                if not any(d.is_error for d in diagnostics):
+                    rollback_started = time.monotonic()
+                    found += self.rollback(name, files, context)
+                    self.rollback_seconds += time.monotonic() - rollback_started
+        self.sandbox_seconds = time.monotonic() - started
+        return found
+
+    def rollback(self, name: str, files: list[FileChange], context: SandboxContext) -> list[Diagnostic]:
+        self.rollback_ran = True
+        self.progress("rollback", name)
+        try:
+            rollback = self.plugins.call(name, "executor_build_rollback", files=files, context=context)
+            if rollback is None:
+                return []
+            if not isinstance(rollback, Rollback):
+                raise PluginError(
+                    name, "executor_build_rollback", f"returned {type(rollback).__name__}, not Rollback"
+                )
+            rollback = rollback.model_copy(update={"plugin": name, "proven": False})
+            if not rollback.reversible:
+                self.report.rollbacks.append(rollback)
+                return []
+            result = self.plugins.call(
+                name, "executor_prove_rollback", rollback=rollback, files=files, context=context
+            )
+            diagnostics = self.checked(name, result, "executor_prove_rollback")
+        except PluginError as exc:
+            return self.crashed(exc)
+        proven = not any(d.is_error for d in diagnostics)
+        self.report.rollbacks.append(rollback.model_copy(update={"proven": proven}))
+        return diagnostics
+
+    def rollback_gate(self) -> GateResult:
+        """Passes when every plugin rollback is reversible and proven (skipped if validation failed)."""
+        sandbox_ok = all(g.ok for g in self.report.gates)
+        ok = sandbox_ok and all(r.reversible and r.proven for r in self.report.rollbacks)
+        for rollback in self.report.rollbacks:
+            if not rollback.reversible:
+                self.add(
+                    stamp(
+                        [
+                            Diagnostic(
+                                severity=Level.ERROR,
+                                code="rollback.irreversible",
+                                message="cannot be rolled back without a data snapshot: "
+                                + "; ".join(rollback.reasons),
+                            )
+                        ],
+                        rollback.plugin,
+                        self.files,
+                    )
+                )
+        return GateResult(
+            name="rollback", ok=ok, seconds=round(self.rollback_seconds, 6), skipped=not self.rollback_ran
+        )

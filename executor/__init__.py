@@ -7,7 +7,10 @@ plugin authors: ``from executor import hookimpl``) is made on first use.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from executor.hookspecs import hookimpl as hookimpl
 
 __version__ = "0.1.0"
 

@@ -93,6 +93,8 @@ def validate(
     if sandboxes is not None:
         run.gate("sandbox", lambda: run.in_sandboxes(sandboxes))
         run.report.gates.append(run.rollback_gate())
+    order = {f.path: index for index, f in enumerate(files)}
+    run.report.diagnostics.sort(key=lambda d: (order.get(d.path or "", -1), d.line or 0, d.column or 0))
     return run.report
 
 

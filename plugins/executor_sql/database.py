@@ -1,0 +1,176 @@
+"""The SQL plugin's sandbox database: audit log, baseline, applying files, schema snapshots.
+
+Proposal SQL runs as the use's own non-superuser role, one file per
+transaction, one statement at a time (so an error names its statement and
+the server's position maps back into the file). After each statement a probe
+reads the audit log's high-water mark: that is how every recorded event is
+tied to the statement that caused it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+
+from executor.diagnostics import Diagnostic, offset_to_line_column
+from executor.errors import InfrastructureError
+from executor.models import FileChange, Level
+from executor_sql.lexer import Statement, split
+
+if TYPE_CHECKING:
+    from executor_sandbox.sandbox import ScriptResult, SqlError, Use
+
+SEQ_PROBE = "SELECT coalesce(max(seq), 0) FROM executor_audit.events"
+_MIGRATION_NUMBER = re.compile(r"^(?:[vV])?(\d+)(?:[._\-]|__|$)")
+
+#: (kind, parent, name, definition): the compared part of a snapshot row.
+Row = tuple[str, str, str, str]
+
+
+def _resource(name: str) -> str:
+    return (resources.files("executor_sql") / name).read_text(encoding="utf-8")
+
+
+def migration_order(paths: list[str]) -> list[str]:
+    """Migration-numbered files (``001_x.sql``, ``V2__y.sql``) by number, then the others by path."""
+
+    def key(path: str) -> tuple[int, int, str]:
+        match = _MIGRATION_NUMBER.match(path.rsplit("/", 1)[-1])
+        return (0, int(match.group(1)), path) if match else (1, 0, path)
+
+    return sorted(paths, key=key)
+
+
+@dataclass
+class AppliedFile:
+    """A file that applied cleanly: its statements, their command tags, and the audit mark after each."""
+
+    change: FileChange
+    text: str
+    statements: list[Statement]
+    statuses: list[str]
+    marks: list[int]
+
+    def locate(self, seq: int) -> tuple[int, str] | None:
+        """The 1-based line and first words of the statement that recorded audit event ``seq``."""
+        for statement, mark in zip(self.statements, self.marks, strict=True):
+            if seq <= mark:
+                line, _ = offset_to_line_column(self.text, statement.start)
+                return line, " ".join(w for w in statement.words(3) if w)
+        return None
+
+
+class Snapshot:
+    """A normalized schema: rows to compare, and each row's catalog address."""
+
+    def __init__(self, rows: list[list[Any]]) -> None:
+        self.rows: dict[tuple[str, str, str], str] = {}
+        self.addresses: dict[tuple[str, str, str], str | None] = {}
+        for kind, parent, name, definition, address in rows:
+            self.rows[(kind, parent, name)] = definition
+            self.addresses[(kind, parent, name)] = address
+
+    def compared(self) -> set[Row]:
+        return {(*key, definition) for key, definition in self.rows.items()}
+
+    def difference(self, other: Snapshot, limit: int = 6) -> str:
+        """What differs from ``other`` ('-' only in other, '+' only here), for a message."""
+        mine, theirs = self.compared(), other.compared()
+        lines = [f"- {' '.join(filter(None, row[:3]))}: {row[3]}" for row in sorted(theirs - mine)]
+        lines += [f"+ {' '.join(filter(None, row[:3]))}: {row[3]}" for row in sorted(mine - theirs)]
+        more = f"; and {len(lines) - limit} more" if len(lines) > limit else ""
+        return "; ".join(lines[:limit]) + more
+
+
+class Database:
+    def __init__(self, use: Use, timeout: float) -> None:
+        self.use = use
+        self.timeout = timeout
+
+    def admin(self, sql: str) -> list[list[Any]]:
+        """Trusted SQL as the superuser; any error is ours, not the proposal's."""
+        result = self.use.sql(sql, role="admin", transaction="none", timeout=self.timeout)
+        if not result.ok:
+            reason = result.error.message if result.error else "timed out"
+            raise InfrastructureError(f"the SQL plugin's own query failed in the sandbox: {reason}")
+        return result.rows or []
+
+    def install_audit(self) -> None:
+        assert self.use.database is not None
+        self.admin(_resource("audit.sql").replace("{role}", self.use.database))
+
+    def mark(self) -> int:
+        return int(self.admin(SEQ_PROBE)[0][0])
+
+    def snapshot(self) -> Snapshot:
+        return Snapshot(self.admin(_resource("catalog.sql")))
+
+    def run(self, statements: list[Statement], *, commit: bool = True) -> ScriptResult:
+        return self.use.sql_script(
+            [s.text for s in statements],
+            transaction="commit" if commit else "rollback",
+            timeout=self.timeout,
+            probe=SEQ_PROBE,
+        )
+
+    def apply(self, change: FileChange, text: str, *, commit: bool = True) -> AppliedFile | Diagnostic:
+        """Run one file in one transaction; the located error if it fails."""
+        statements = split(text)
+        result = self.run(statements, commit=commit)
+        if result.ok:
+            return AppliedFile(
+                change,
+                text,
+                statements,
+                [s.status or "" for s in result.statements],
+                [int(s.probe[0]) if s.probe else 0 for s in result.statements],
+            )
+        index = result.error_index if result.error_index is not None else len(result.statements)
+        statement = statements[min(index, len(statements) - 1)]
+        return located_error(change, text, statement, result.error, self.timeout)
+
+
+def located_error(
+    change: FileChange, text: str, statement: Statement, error: SqlError | None, timeout: float
+) -> Diagnostic:
+    """The server's error as a diagnostic at the file line and column it points to."""
+    offset = statement.start
+    if error is None:
+        line, column = offset_to_line_column(text, offset)
+        return Diagnostic(
+            path=change.path,
+            line=line,
+            column=column,
+            severity=Level.ERROR,
+            code="sql.timeout",
+            message=f"statement did not finish within {timeout:g} s and was cancelled",
+        )
+    if error.position:
+        offset += error.position - 1
+    message = error.message
+    comma = _trailing_comma(statement, offset) if error.sqlstate == "42601" else None
+    if comma is not None:
+        offset = comma
+        message += ": a trailing comma before the closing parenthesis; remove the comma"
+    line, column = offset_to_line_column(text, offset)
+    if error.detail:
+        message += f" ({error.detail})"
+    if error.internal_query and error.internal_position:
+        message += f"; in the body, at: {error.internal_query[error.internal_position - 1 :][:60]!r}"
+    if error.hint:
+        message += f"; hint: {error.hint}"
+    code = "sql.timeout" if error.sqlstate == "57014" else f"sql.{error.sqlstate or 'error'}"
+    return Diagnostic(
+        path=change.path, line=line, column=column, severity=Level.ERROR, code=code, message=message
+    )
+
+
+def _trailing_comma(statement: Statement, offset: int) -> int | None:
+    """Where the comma is, when a syntax error sits on a ')' right after one."""
+    tokens = statement.tokens
+    for index, token in enumerate(tokens):
+        if token.start == offset and token.text == ")" and index and tokens[index - 1].text == ",":
+            return tokens[index - 1].start
+    return None

@@ -1,0 +1,177 @@
+"""The built-in SQL plugin: PostgreSQL itself is the judge.
+
+In a fresh database of a warm sandbox: the base commit's SQL files (the
+baseline), a schema snapshot, then the proposal's files in migration order,
+each in its own transaction, under event triggers that record what every
+statement did. Then: apply again (must be re-runnable), generate the down
+migration from the record, and prove it: down gives the baseline schema back
+exactly, and up works again.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from executor import hookimpl
+from executor.diagnostics import Diagnostic
+from executor.models import FileChange, Level
+from executor.plugin_api import PluginContext, Rollback, SandboxContext
+from executor_sql import checks, down
+from executor_sql.database import AppliedFile, Database, migration_order
+
+DEFAULTS: dict[str, Any] = {
+    "timeout": 30.0,  # seconds per file
+    "baseline": ["*.sql"],  # globs of base-commit files applied first ('*' crosses '/')
+    "rerun": "warning",  # or "error": a file that fails when applied twice fails the gate
+}
+
+
+def _options(context: PluginContext) -> dict[str, Any]:
+    return {**DEFAULTS, **context.options}
+
+
+@hookimpl
+def executor_languages() -> list[str]:
+    return ["sql"]
+
+
+@hookimpl
+def executor_claim_files(files: Sequence[FileChange]) -> list[str]:
+    return [f.path for f in files if f.path.lower().endswith(".sql")]
+
+
+@hookimpl
+def executor_static_check(files: Sequence[FileChange]) -> list[Diagnostic]:
+    return [diagnostic for change in files for diagnostic in checks.check(change)]
+
+
+def _ordered(files: Iterable[FileChange]) -> list[FileChange]:
+    by_path = {f.path: f for f in files}
+    return [by_path[path] for path in migration_order(list(by_path))]
+
+
+@hookimpl
+def executor_sandbox_validate(files: Sequence[FileChange], context: SandboxContext) -> list[Diagnostic]:
+    options = _options(context)
+    db = Database(context.sandbox, float(options["timeout"]))
+    db.install_audit()
+    problem = _apply_baseline(db, context, options, {f.path for f in files})
+    if problem is not None:
+        return [problem]
+    start = db.mark()
+    base = db.snapshot()
+    found: list[Diagnostic] = []
+    applied: list[AppliedFile] = []
+    for change in _ordered(files):
+        text, _ = checks.decode(change)
+        if text is None:
+            continue  # reported by the static check
+        outcome = db.apply(change, text)
+        if isinstance(outcome, Diagnostic):
+            found.append(outcome)
+        else:
+            applied.append(outcome)
+    if found:
+        return found
+    end = db.mark()
+    up = db.snapshot()
+    level = Level.ERROR if options["rerun"] == "error" else Level.WARNING
+    for run in applied:
+        again = db.apply(run.change, run.text, commit=False)
+        if isinstance(again, Diagnostic):
+            found.append(
+                again.model_copy(
+                    update={
+                        "severity": level,
+                        "code": "sql.not-rerunnable",
+                        "message": f"applying the file a second time fails: {again.message}; "
+                        "a 'create or update' file should be safe to re-run (IF NOT EXISTS, OR REPLACE)",
+                    }
+                )
+            )
+    context.state.update(db=db, start=start, end=end, base=base, up=up, applied=applied)
+    return found
+
+
+def _apply_baseline(
+    db: Database, context: SandboxContext, options: dict[str, Any], proposed: set[str]
+) -> Diagnostic | None:
+    """The base commit's SQL, as the proposal's role; a failure means the proposal cannot be judged."""
+    globs = list(options["baseline"])
+    paths = [p for p in context.base.paths() if any(fnmatch.fnmatchcase(p, g) for g in globs)]
+    for path in migration_order(paths):
+        data = context.base.read(path) or b""
+        change = FileChange(path=path, content=data, header_line=1, line_start=1, line_end=1)
+        text, problem = checks.decode(change)
+        outcome = problem if text is None else db.apply(change, text)
+        if isinstance(outcome, Diagnostic):
+            where = f"{path}:{outcome.line}:{outcome.column}"
+            return Diagnostic(
+                severity=Level.ERROR,
+                code="sql.baseline",
+                message=f"the base commit's SQL does not apply, so the proposal cannot be judged: "
+                f"{where}: {outcome.message}; fix the base, or narrow [plugin.sql] baseline globs",
+            )
+    return None
+
+
+@hookimpl
+def executor_build_rollback(context: SandboxContext) -> Rollback:
+    state = context.state
+    plan = down.plan(state["db"], state["start"], state["end"], state["applied"], state["base"], state["up"])
+    if plan.reasons:
+        return Rollback(reversible=False, reasons=tuple(plan.reasons))
+    script = "".join(f"{statement};\n" for statement in plan.statements)
+    return Rollback(reversible=True, steps=tuple(plan.steps), artifacts={"down.sql": script})
+
+
+@hookimpl
+def executor_prove_rollback(rollback: Rollback, context: SandboxContext) -> list[Diagnostic]:
+    """Down, compare with the baseline schema; up again, compare with the first up."""
+    state = context.state
+    db: Database = state["db"]
+    script = rollback.artifacts.get("down.sql", "")
+    change = FileChange(path="down.sql", content=script.encode(), header_line=1, line_start=1, line_end=1)
+    outcome = db.apply(change, script) if script else None
+    if isinstance(outcome, Diagnostic):
+        return [
+            _proof_error(
+                "sql.rollback-failed",
+                f"the generated down migration fails at line {outcome.line}: {outcome.message}",
+            )
+        ]
+    after_down = db.snapshot()
+    if after_down.compared() != state["base"].compared():
+        return [
+            _proof_error(
+                "sql.rollback-mismatch",
+                "after the down migration the schema differs from the "
+                f"baseline: {after_down.difference(state['base'])}",
+            )
+        ]
+    for run in state["applied"]:
+        again = db.apply(run.change, run.text)
+        if isinstance(again, Diagnostic):
+            return [
+                again.model_copy(
+                    update={
+                        "code": "sql.reapply-after-down",
+                        "message": f"applying again after the down migration fails: {again.message}",
+                    }
+                )
+            ]
+    after_up = db.snapshot()
+    if after_up.compared() != state["up"].compared():
+        return [
+            _proof_error(
+                "sql.reapply-mismatch",
+                f"up, down, up gives another schema than up: {after_up.difference(state['up'])}",
+            )
+        ]
+    return []
+
+
+def _proof_error(code: str, message: str) -> Diagnostic:
+    return Diagnostic(severity=Level.ERROR, code=code, message=message)

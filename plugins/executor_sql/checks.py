@@ -81,7 +81,7 @@ def _token_rules(change: FileChange, text: str, tokens: list[Token]) -> Iterator
     significant = [t for t in tokens if t.kind not in ("space", "comment")]
     for index, token in enumerate(significant):
         if token.kind == "backslash":
-            command = text[token.start : token.start + 20].split(None, 1)[0]
+            command = token.text.split(None, 1)[0][:20]
             yield _token(
                 change,
                 text,

@@ -105,15 +105,20 @@ def plan(
     # Columns and constraints added to tables that existed before.
     added: dict[Node, tuple[int, str]] = {}
     base_relations = {name for (kind, _parent, name) in base.rows if kind == "relation"}
+    altered: dict[str, list[int]] = defaultdict(list)  # table -> seqs of ALTER TABLE on it, for tie-breaks
+    for row in events:
+        if row[1] == "ddl" and row[2] == "ALTER TABLE":
+            altered[row[4]].append(int(row[0]))
     for key, address in up.addresses.items():
         kind, parent, name = key
         part = _node(address)
         if key in base.rows or part is None or parent not in base_relations:
             continue
+        seqs = altered.get(parent) or [end]
         if kind == "column":
-            added[part] = (end + 1, f"ALTER TABLE {parent} DROP COLUMN {name}")
+            added[part] = (seqs[0], f"ALTER TABLE {parent} DROP COLUMN {name}")
         elif kind == "constraint":
-            added[part] = (end, f"ALTER TABLE {parent} DROP CONSTRAINT {name}")
+            added[part] = (seqs[-1], f"ALTER TABLE {parent} DROP CONSTRAINT {name}")
     items = {**created, **added}
     owner = Owners(db.admin(_DEPENDS), items)
     explicit = {node: value for node, value in items.items() if owner(node) == node}
@@ -265,7 +270,7 @@ def _drop_order(explicit: dict[Node, tuple[int, str]], owner: Owners) -> list[No
     remaining = set(explicit)
     while remaining:
         ready = [n for n in remaining if not (needs[n] & remaining)] or list(remaining)
-        chosen = max(ready, key=lambda n: explicit[n][0])
+        chosen = max(ready, key=lambda n: explicit[n])  # newest first; the text breaks ties
         order.append(chosen)
         remaining.discard(chosen)
     return order

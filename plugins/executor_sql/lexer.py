@@ -102,8 +102,9 @@ def tokenize(source: str) -> list[Token]:
             kind = "op"
         elif ch == ";":
             i, kind = i + 1, "semicolon"
-        elif ch == "\\":
-            i, kind = i + 1, "backslash"
+        elif ch == "\\":  # a psql meta-command: it runs to the end of the line
+            end = source.find("\n", i)
+            i, kind = (n if end < 0 else end), "backslash"
         else:
             i, kind = i + 1, "punct"
         tokens.append(Token(kind, source[start:i], start))
@@ -144,6 +145,11 @@ def split(source: str) -> list[Statement]:
         if token.kind in ("space", "comment"):
             continue
         if token.kind == "semicolon" and begin_depth == 0:
+            flush()
+            continue
+        if token.kind == "backslash":  # psql would run it on its own, between statements
+            flush()
+            current.append(token)
             flush()
             continue
         current.append(token)

@@ -130,12 +130,16 @@ class _Run:
         self.report.gates.append(GateResult(name=name, ok=ok, seconds=round(time.monotonic() - started, 6)))
 
     def add(self, diagnostics: Iterable[Diagnostic]) -> None:
-        seen = {(d.plugin, d.path, d.line, d.column) for d in self.report.diagnostics if d.is_error}
+        def key(d: Diagnostic) -> tuple[str, str | None, int | None, int | None] | None:
+            located = d.is_error and d.line is not None and d.column is not None
+            return (d.plugin, d.path, d.line, d.column) if located else None
+
+        seen = {key(d) for d in self.report.diagnostics} - {None}
         for diagnostic in diagnostics:
-            key = (diagnostic.plugin, diagnostic.path, diagnostic.line, diagnostic.column)
-            if diagnostic.is_error and key in seen:
-                continue  # the server agreeing with a static check adds nothing
-            seen.add(key)
+            where = key(diagnostic)
+            if where is not None and where in seen:
+                continue  # the server's error on the token a static check already named adds nothing
+            seen.add(where)
             self.report.diagnostics.append(diagnostic)
 
     # -- claims ----------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from executor_sql.lexer import Statement, split
 if TYPE_CHECKING:
     from executor_sandbox.sandbox import ScriptResult, SqlError, Use
 
-SEQ_PROBE = "SELECT coalesce(max(seq), 0) FROM executor_audit.events"
+SEQ_PROBE = "SELECT coalesce(pg_catalog.max(seq), 0) FROM executor_audit.events"
 _MIGRATION_NUMBER = re.compile(r"^(?:[vV])?(\d+)(?:[._\-]|__|$)")
 
 #: (kind, parent, name, definition): the compared part of a snapshot row.
@@ -98,14 +98,23 @@ class Database:
         return result.rows or []
 
     def install_audit(self) -> None:
+        """Event triggers, and the snapshot query prepared once for this session.
+
+        The superuser's session resolves names in pg_catalog only, so no
+        function or operator the proposal creates can stand in for ours.
+        """
         assert self.use.database is not None
-        self.admin(_resource("audit.sql").replace("{role}", self.use.database))
+        self.admin(
+            "SET search_path = pg_catalog, pg_temp;\n"
+            + _resource("audit.sql").replace("{role}", self.use.database)
+            + f";\nPREPARE executor_snapshot AS {_resource('catalog.sql')}"
+        )
 
     def mark(self) -> int:
         return int(self.admin(SEQ_PROBE)[0][0])
 
     def snapshot(self) -> Snapshot:
-        return Snapshot(self.admin(_resource("catalog.sql")))
+        return Snapshot(self.admin("EXECUTE executor_snapshot"))
 
     def run(self, statements: list[Statement], *, commit: bool = True) -> ScriptResult:
         return self.use.sql_script(

@@ -45,6 +45,7 @@ bench: sandbox
 	$(BIN)/python -m bench.parse_throughput
 	$(BIN)/python -m bench.help_startup
 	$(BIN)/python -m bench.sandbox_pool
+	$(BIN)/python -m bench.sql_validation
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info

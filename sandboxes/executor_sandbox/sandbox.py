@@ -177,7 +177,9 @@ class ScriptResult:
     def from_reply(cls, reply: dict[str, Any]) -> ScriptResult:
         error = reply.get("error")
         return cls(
-            statements=[StatementResult(s.get("status"), s.get("probe")) for s in reply.get("statements") or []],
+            statements=[
+                StatementResult(s.get("status"), s.get("probe")) for s in reply.get("statements") or []
+            ],
             error=SqlError(**error) if isinstance(error, dict) else None,
             error_index=reply.get("error_index"),
             notices=list(reply.get("notices") or []),

@@ -35,9 +35,11 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 def executor_languages() -> Sequence[str]:
     """Name the languages this plugin handles, for ``executor plugins``.
 
-    Called when plugins are listed. Collected: each plugin returns its own list,
-    e.g. ``["sql"]``. Claiming files is ``executor_claim_files``'s job; this is
-    only what people read.
+    Called when plugins are listed. Collected: each plugin returns its own list.
+    Claiming files is ``executor_claim_files``'s job; this is only what people
+    read.
+
+    :returns: language names, e.g. ``["sql"]``.
     """
     raise NotImplementedError
 
@@ -98,7 +100,8 @@ def executor_build_rollback(files: Sequence[FileChange], context: SandboxContext
     :returns: a ``Rollback`` (``reversible=False`` with reasons when undoing
         needs a data snapshot), or None when reverting the commit is enough.
 
-    Called only when validation found no error. Stops at first non-None result.
+    Called only when this plugin's sandbox validation found no error.
+    Stops at first non-None result.
     """
     raise NotImplementedError
 

@@ -75,7 +75,8 @@ class Plugins:
         try:
             self.manager.register(plugin, name=name)
         except Exception as exc:
-            raise PluginError(name, "registration", describe(exc)) from exc
+            detail = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+            raise PluginError(name, "registration", f"{type(exc).__name__}: {detail}") from exc
         unknown = [
             impl.function.__name__
             for caller in self.manager.get_hookcallers(plugin) or []
@@ -101,13 +102,25 @@ class Plugins:
     def call(self, name: str, hook: str, **kwargs: Any) -> Any:
         """Call one plugin's implementation of ``hook`` (None or [] if it has none).
 
-        Any exception becomes ``PluginError`` naming the plugin and the hook.
+        Any exception (``SystemExit`` too) becomes ``PluginError`` naming the plugin and the hook.
         """
         others = [plugin for other, plugin in self.manager.list_name_plugin() if other != name]
         caller = self.manager.subset_hook_caller(hook, remove_plugins=others)
         try:
             return caller(**kwargs)
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:
+            raise PluginError(name, hook, describe(exc)) from exc
+
+    def collect(self, name: str, hook: str, **kwargs: Any) -> list[Any]:
+        """Call a collected hook of one plugin and read every item it returned (a generator too).
+
+        Whatever goes wrong while reading (an exception midway, a result that
+        is not iterable) is the plugin's error, reported as ``PluginError``.
+        """
+        results = self.call(name, hook, **kwargs)
+        try:
+            return [item for result in results if result is not None for item in result]
+        except (Exception, SystemExit) as exc:
             raise PluginError(name, hook, describe(exc)) from exc
 
     def info(self) -> list[PluginInfo]:
@@ -115,9 +128,11 @@ class Plugins:
         for name in self.names:
             distribution, version = self.versions[name]
             try:
-                languages = [lang for group in self.call(name, "executor_languages") for lang in group]
-            except PluginError:
+                languages = [str(language) for language in self.collect(name, "executor_languages")]
+            except PluginError as exc:
                 languages = []
+                if exc.failure not in self.failures:
+                    self.failures.append(exc.failure)
             found.append(
                 PluginInfo(
                     name=name,
@@ -159,14 +174,13 @@ def load_plugins(settings: PluginSettings | None = None, *, third_party: bool = 
         dist = entry_point.dist
         distribution = dist.metadata["Name"] if dist is not None else ""
         version = dist.version if dist is not None else ""
-        if name in plugins.versions or any(f.plugin == name for f in plugins.failures):
-            plugins.failures.append(
-                PluginFailure(
-                    name, "load", f"a second plugin named {name!r} (from {distribution}) is ignored"
-                )
-            )
-            continue
         if not third_party and distribution != OWN_DISTRIBUTION:
+            continue
+        if name in plugins.versions or any(f.plugin == name for f in plugins.failures):
+            source = f" (from {distribution})" if distribution else ""
+            plugins.failures.append(
+                PluginFailure(name, "load", f"a second plugin named {name!r}{source} is ignored")
+            )
             continue
         if name in settings.deny or (settings.allow is not None and name not in settings.allow):
             continue

@@ -59,7 +59,8 @@ class ValidationReport(BaseModel):
 
     @property
     def ok(self) -> bool:
-        return all(gate.ok for gate in self.gates)
+        """Every gate passed and no plugin raised (a plugin that failed to load is in ``failures`` too)."""
+        return all(gate.ok for gate in self.gates) and not any(f.stage != "load" for f in self.failures)
 
     @property
     def errors(self) -> list[Diagnostic]:
@@ -134,12 +135,11 @@ class _Run:
             located = d.is_error and d.line is not None and d.column is not None
             return (d.plugin, d.path, d.line, d.column) if located else None
 
-        seen = {key(d) for d in self.report.diagnostics} - {None}
+        seen = {key(d) for d in self.report.diagnostics} - {None}  # from earlier gates only
         for diagnostic in diagnostics:
             where = key(diagnostic)
             if where is not None and where in seen:
                 continue  # the server's error on the token a static check already named adds nothing
-            seen.add(where)
             self.report.diagnostics.append(diagnostic)
 
     # -- claims ----------------------------------------------------------------------------
@@ -150,10 +150,9 @@ class _Run:
         for name in self.plugins.names:
             self.progress("claims", name)
             try:
-                groups = self.plugins.call(
+                paths = self.plugins.collect(
                     name, "executor_claim_files", files=self.files, context=self.context(name)
                 )
-                paths = [path for group in groups for path in (group or [])]
                 strays = sorted({p for p in paths if p not in by_path})
                 if strays:
                     raise PluginError(
@@ -208,11 +207,8 @@ class _Run:
             self.files,
         )
 
-    def checked(self, name: str, found: Any, hook: str) -> list[Diagnostic]:
+    def checked(self, name: str, items: list[Any], hook: str) -> list[Diagnostic]:
         """A plugin's diagnostics, stamped; raises ``PluginError`` for a path it did not claim."""
-        items = (
-            [d for group in found for d in (group or [])] if isinstance(found, list) else list(found or [])
-        )
         mine = {f.path for f in self.claimed[name]}
         strays = sorted(
             {str(d.path) for d in items if isinstance(d, Diagnostic) and d.path and d.path not in mine}
@@ -231,7 +227,7 @@ class _Run:
         for name, files in self.claimed.items():
             self.progress("static", name)
             try:
-                result = self.plugins.call(
+                result = self.plugins.collect(
                     name, "executor_static_check", files=files, context=self.context(name)
                 )
                 diagnostics = self.checked(name, result, "executor_static_check")
@@ -255,7 +251,7 @@ class _Run:
             with sandboxes.use() as use:
                 context = SandboxContext(base=self.base, options=self.settings.plugin.get(name, {}), use=use)
                 try:
-                    result = self.plugins.call(
+                    result = self.plugins.collect(
                         name, "executor_sandbox_validate", files=files, context=context
                     )
                     diagnostics = self.checked(name, result, "executor_sandbox_validate")
@@ -285,7 +281,7 @@ class _Run:
             if not rollback.reversible:
                 self.report.rollbacks.append(rollback)
                 return []
-            result = self.plugins.call(
+            result = self.plugins.collect(
                 name, "executor_prove_rollback", rollback=rollback, files=files, context=context
             )
             diagnostics = self.checked(name, result, "executor_prove_rollback")

@@ -209,12 +209,17 @@ def test_consecutive_uses_see_nothing_of_each_other(sandboxes: Sandboxes) -> Non
         assert first.sql("CREATE TABLE left_behind (id int); INSERT INTO left_behind VALUES (1)").ok
         assert first.run(["sh", "-c", "echo scratch > /tmp/left.txt"]).passed
         first_id, first_db, first_dir = first.sandbox.container.id, first.database, first.workdir
-    with sandboxes.use() as second:
-        same_sandbox = second.sandbox.container.id == first_id
-        databases = second.sql("SELECT datname FROM pg_database ORDER BY 1")
-        table = second.sql("SELECT count(*) FROM left_behind")
-        files = second.run(["sh", "-c", f"ls -A /tmp {first_dir} 2>&1; ls -A ."])
-    assert same_sandbox, "a clean warm sandbox is reused"
+    # Parallel tests lease slots too: lease until this process lands on the first sandbox again.
+    for _ in range(20):
+        with sandboxes.use() as second:
+            if second.sandbox.container.id != first_id:
+                continue
+            databases = second.sql("SELECT datname FROM pg_database ORDER BY 1")
+            table = second.sql("SELECT count(*) FROM left_behind")
+            files = second.run(["sh", "-c", f"ls -A /tmp {first_dir} 2>&1; ls -A ."])
+            break
+    else:
+        pytest.fail("a clean warm sandbox is never reused")
     assert databases.rows is not None
     assert [first_db] not in databases.rows
     assert table.error is not None

@@ -14,8 +14,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from executor.models import FileChange, Level
 
-Severity = Level
-
 
 class Diagnostic(BaseModel):
     """One finding. Errors fail their gate; warnings are reported and do not."""

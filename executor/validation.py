@@ -128,7 +128,8 @@ class _Run:
         found = body()
         self.add(found)
         ok = not any(d.is_error for d in found)
-        self.report.gates.append(GateResult(name=name, ok=ok, seconds=round(time.monotonic() - started, 6)))
+        seconds = time.monotonic() - started - (self.rollback_seconds if name == "sandbox" else 0.0)
+        self.report.gates.append(GateResult(name=name, ok=ok, seconds=round(seconds, 6)))
 
     def add(self, diagnostics: Iterable[Diagnostic]) -> None:
         def key(d: Diagnostic) -> tuple[str, str | None, int | None, int | None] | None:
@@ -241,7 +242,6 @@ class _Run:
 
     def in_sandboxes(self, sandboxes: Sandboxes) -> list[Diagnostic]:
         found: list[Diagnostic] = []
-        started = time.monotonic()
         for name, files in self.claimed.items():
             if name in self.broken or name in self.blocked:
                 continue
@@ -263,7 +263,6 @@ class _Run:
                     rollback_started = time.monotonic()
                     found += self.rollback(name, files, context)
                     self.rollback_seconds += time.monotonic() - rollback_started
-        self.sandbox_seconds = time.monotonic() - started
         return found
 
     def rollback(self, name: str, files: list[FileChange], context: SandboxContext) -> list[Diagnostic]:

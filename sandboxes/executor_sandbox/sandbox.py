@@ -491,18 +491,7 @@ class Use:
         ``transaction``: ``commit`` or ``rollback`` wrap the text in one
         transaction; ``none`` runs it as sent (each statement on its own).
         """
-        if self.database is None:
-            raise InfrastructureError(f"sandbox {self.sandbox.name} was started without PostgreSQL")
-        limit = timeout if timeout is not None else self.sandbox.settings.command_timeout
-        reply = self.sandbox.request(
-            "sql",
-            limit + CHANNEL_GRACE,
-            database=self.database,
-            sql=sql,
-            role=role,
-            transaction=transaction,
-            timeout=limit,
-        )
+        reply = self._sql_request("sql", timeout, sql=sql, role=role, transaction=transaction)
         return SqlResult.from_reply(reply)
 
     def sql_script(
@@ -520,20 +509,22 @@ class Use:
         ``position`` is within that statement. ``probe`` is trusted SQL run
         after every statement on the same connection; its first row is kept.
         """
-        if self.database is None:
-            raise InfrastructureError(f"sandbox {self.sandbox.name} was started without PostgreSQL")
-        limit = timeout if timeout is not None else self.sandbox.settings.command_timeout
-        reply = self.sandbox.request(
+        reply = self._sql_request(
             "sql_script",
-            limit + CHANNEL_GRACE,
-            database=self.database,
+            timeout,
             statements=list(statements),
             role=role,
             transaction=transaction,
-            timeout=limit,
             probe=probe,
         )
         return ScriptResult.from_reply(reply)
+
+    def _sql_request(self, op: str, timeout: float | None, **args: Any) -> dict[str, Any]:
+        """A harness SQL op on this use's database; the harness cancels at ``timeout``, we wait a grace longer."""
+        if self.database is None:
+            raise InfrastructureError(f"sandbox {self.sandbox.name} was started without PostgreSQL")
+        limit = timeout if timeout is not None else self.sandbox.settings.command_timeout
+        return self.sandbox.request(op, limit + CHANNEL_GRACE, database=self.database, timeout=limit, **args)
 
     def run(
         self,

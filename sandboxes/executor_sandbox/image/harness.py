@@ -409,14 +409,8 @@ class Harness:
         transaction: str = "commit",
         timeout: float = 30.0,
     ) -> dict[str, Any]:
-        if self.postgres is None:
-            raise HarnessError("this sandbox was started without PostgreSQL")
-        name = self.checked_database(database)
-        if role not in ("proposal", "admin"):
-            raise HarnessError(f"unknown role {role!r}")
-        if transaction not in ("commit", "rollback", "none"):
-            raise HarnessError(f"unknown transaction mode {transaction!r}")
-        return self.postgres.execute(name, role, sql, transaction, float(timeout))
+        postgres, name = self.checked_sql(database, role, transaction, ("commit", "rollback", "none"))
+        return postgres.execute(name, role, sql, transaction, float(timeout))
 
     def op_sql_script(
         self,
@@ -427,22 +421,25 @@ class Harness:
         timeout: float = 30.0,
         probe: str | None = None,
     ) -> dict[str, Any]:
-        if self.postgres is None:
-            raise HarnessError("this sandbox was started without PostgreSQL")
-        name = self.checked_database(database)
-        if role not in ("proposal", "admin"):
-            raise HarnessError(f"unknown role {role!r}")
-        if transaction not in ("commit", "rollback"):
-            raise HarnessError(f"unknown transaction mode {transaction!r}")
+        postgres, name = self.checked_sql(database, role, transaction, ("commit", "rollback"))
         if not isinstance(statements, list) or not all(isinstance(s, str) for s in statements):
             raise HarnessError("statements must be a list of strings")
-        return self.postgres.execute_script(name, role, statements, transaction, float(timeout), probe)
+        return postgres.execute_script(name, role, statements, transaction, float(timeout), probe)
 
-    def checked_database(self, database: str) -> str:
+    def checked_sql(
+        self, database: str, role: str, transaction: str, modes: tuple[str, ...]
+    ) -> tuple[Postgres, str]:
+        """The server and the database of an open use, after checking a SQL request's arguments."""
+        if self.postgres is None:
+            raise HarnessError("this sandbox was started without PostgreSQL")
         name = checked_name(database)
         if name not in self.uses:
             raise HarnessError(f"database {name} does not belong to an open use")
-        return name
+        if role not in ("proposal", "admin"):
+            raise HarnessError(f"unknown role {role!r}")
+        if transaction not in modes:
+            raise HarnessError(f"unknown transaction mode {transaction!r}")
+        return self.postgres, name
 
     def op_processes(self) -> dict[str, Any]:
         return {"processes": processes()}

@@ -252,6 +252,89 @@ def test_background_process_left_by_a_use_is_scrubbed(sandboxes: Sandboxes) -> N
         assert b"sleep" not in use.run(["sh", "-c", "cat /proc/[0-9]*/cmdline"]).stdout
 
 
+# -- databases made ahead ------------------------------------------------------------------------
+
+SETUP = {
+    "sql": "CREATE TABLE public.made_by_setup (id int)",
+    "session": "PREPARE made_rows AS SELECT count(*) FROM public.made_by_setup",
+    "warmup": "EXECUTE made_rows",
+    "proposal_warmup": "BEGIN; CREATE TABLE public.warm_left (id int); ROLLBACK",
+}
+
+
+def test_setup_is_made_ahead_for_the_next_use_and_warm_ups_leave_nothing(sandboxes: Sandboxes) -> None:
+    with sandboxes.use(cold=True) as first:  # a sandbox of this test's own, for several uses in a row
+        sandbox = first.sandbox
+        assert first.prepare(**SETUP) is True
+        assert first.prepare(**SETUP) is False, "asked twice, run once"
+        assert first.end() == []
+        assert sandbox.settle() == []
+        second = sandbox.begin_use()
+        assert second.database != first.database
+        assert second.setup == first.setup, "the next database was made with the setup"
+        assert second.prepare(**SETUP) is False
+        prepared = second.sql("EXECUTE made_rows", role="admin", transaction="none")
+        assert prepared.rows == [[0]], prepared.error
+        left = second.sql("SELECT to_regclass('public.warm_left') IS NULL")
+        assert left.rows == [[True]], "the proposal role's warm-up was rolled back"
+        audit = second.sql("SELECT current_user, usesuper FROM pg_user WHERE usename = current_user")
+        assert audit.rows == [[second.database, False]]
+        assert second.end() == []
+        assert sandbox.check_clean() == []
+
+
+@pytest.mark.parametrize(
+    ("setup", "said"),
+    [
+        ({"sql": "CREATE TABLE broken (", "session": ""}, "syntax error"),
+        ({"sql": "", "session": "", "proposal_warmup": "BEGIN; SELECT 1"}, "left a transaction open"),
+        ({"sql": "", "session": "", "warmup": "SELECT * FROM nowhere"}, "does not exist"),
+    ],
+)
+def test_a_failing_setup_is_an_infrastructure_error_that_names_it(
+    sandboxes: Sandboxes, setup: dict[str, str], said: str
+) -> None:
+    with sandboxes.use(cold=True) as use:
+        with pytest.raises(InfrastructureError, match=said) as caught:
+            use.prepare(**setup)
+        assert "setup" in caught.value.message or "warm-up" in caught.value.message
+        # Refused at once, so no later database inherits it.
+        assert use.end() == []
+        assert use.sandbox.settle() == []
+        assert use.sandbox.begin_use().setup is None
+
+
+def test_a_database_that_cannot_be_dropped_retires_its_sandbox(
+    sandboxes: Sandboxes, docker_client: docker.DockerClient
+) -> None:
+    with sandboxes.use() as use:
+        # Trusted SQL makes the use's database undroppable; the drop after the use fails.
+        made = use.sql(
+            f"ALTER DATABASE {use.database} WITH IS_TEMPLATE true", role="admin", transaction="none"
+        )
+        assert made.ok, made.error
+        broken = str(use.sandbox.container.id)
+    # Whoever leases that slot next is told of the fault and replaces the sandbox: hold both slots.
+    with sandboxes.use() as one, sandboxes.use() as other:
+        assert broken not in (one.sandbox.container.id, other.sandbox.container.id)
+    with pytest.raises(docker.errors.NotFound):
+        docker_client.containers.get(broken)
+
+
+def test_the_fault_is_reported_by_settle_and_refuses_the_next_use(sandboxes: Sandboxes) -> None:
+    with sandboxes.use(cold=True) as use:
+        assert use.sql(
+            f"ALTER DATABASE {use.database} WITH IS_TEMPLATE true", role="admin", transaction="none"
+        ).ok
+        assert use.end() == []
+        faults = use.sandbox.settle()
+        assert len(faults) == 1
+        assert str(use.database) in faults[0]
+        assert "template database" in faults[0]
+        with pytest.raises(InfrastructureError, match="not clean"):
+            use.sandbox.begin_use()
+
+
 LEASE_AND_HANG = """
 import sys
 from executor.config import SandboxSettings
@@ -393,10 +476,15 @@ def test_unreachable_engine_names_the_address_and_the_fix(monkeypatch: pytest.Mo
 def test_sandbox_commands_start_list_and_remove_warm_sandboxes(sandbox_image: str) -> None:
     from tests.conftest import run_executor
 
-    up = run_executor("sandbox", "up", "-n", "1")
-    assert up.returncode == 0, up.stderr
-    assert "executor-warm-" in up.stdout
-    assert "ready" in up.stdout
+    for _ in range(20):  # parallel tests hold slots: retry until one is free
+        up = run_executor("sandbox", "up")
+        assert up.returncode == 0, up.stderr
+        assert "executor-warm-" in up.stdout
+        if "ready" in up.stdout:
+            break
+        time.sleep(0.5)
+    else:
+        pytest.fail(f"no warm sandbox was ever ready: {up.stdout}")
     listed = run_executor("sandbox", "status", "--json")
     assert listed.returncode == 0, listed.stderr
     import json

@@ -1,6 +1,7 @@
 -- Installed by the superuser in a fresh sandbox database before any SQL runs:
 -- event triggers that record, per statement, every object created, altered or
--- dropped. The proposal's role may read the log and nothing more.
+-- dropped. The proposal's role may read the log and nothing more (PUBLIC here
+-- is the use's role alone: no other role may connect to a use's database).
 CREATE SCHEMA executor_audit;
 CREATE TABLE executor_audit.events (
     seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -31,5 +32,5 @@ END $$;
 REVOKE ALL ON FUNCTION executor_audit.on_ddl(), executor_audit.on_drop() FROM PUBLIC;
 CREATE EVENT TRIGGER executor_audit_ddl ON ddl_command_end EXECUTE FUNCTION executor_audit.on_ddl();
 CREATE EVENT TRIGGER executor_audit_drop ON sql_drop EXECUTE FUNCTION executor_audit.on_drop();
-GRANT USAGE ON SCHEMA executor_audit TO {role};
-GRANT SELECT ON executor_audit.events TO {role};
+GRANT USAGE ON SCHEMA executor_audit TO PUBLIC;
+GRANT SELECT ON executor_audit.events TO PUBLIC;

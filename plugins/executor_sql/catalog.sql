@@ -135,4 +135,3 @@ SELECT kind, parent, name, definition, address FROM (
     JOIN ns n ON n.oid = o.nsp
     WHERE NOT EXISTS (SELECT 1 FROM ext WHERE ext.classid = o.classid AND ext.objid = o.objid)
 ) snapshot
-ORDER BY 1, 2, 3, 4

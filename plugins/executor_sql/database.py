@@ -23,6 +23,18 @@ if TYPE_CHECKING:
     from executor_sandbox.sandbox import ScriptResult, SqlError, Use
 
 SEQ_PROBE = "SELECT coalesce(pg_catalog.max(seq), 0) FROM executor_audit.events"
+MARK = "audit mark"  # the snapshot row that carries the audit log's high-water mark
+# Run on a spare database's proposal connection before a use gets it, then
+# rolled back: the first DDL of a session loads catalog caches and compiles the
+# audit triggers, and this makes that happen off the clock.
+PROPOSAL_WARMUP = """BEGIN;
+CREATE TABLE executor_warmup (id serial PRIMARY KEY, name varchar(255) UNIQUE NOT NULL,
+    n integer CHECK (n > 0) DEFAULT 1, at timestamptz DEFAULT now(),
+    parent integer REFERENCES executor_warmup (id) ON DELETE CASCADE, tags text[]);
+CREATE INDEX ON executor_warmup (at);
+SELECT coalesce(pg_catalog.max(seq), 0) FROM executor_audit.events;
+DROP TABLE executor_warmup;
+ROLLBACK"""
 _MIGRATION_NUMBER = re.compile(r"^(?:[vV])?(\d+)(?:[._\-]|__|$)")
 
 #: (kind, parent, name, definition): the compared part of a snapshot row.
@@ -63,12 +75,16 @@ class AppliedFile:
 
 
 class Snapshot:
-    """A normalized schema: rows to compare, and each row's catalog address."""
+    """A normalized schema: rows to compare, each row's catalog address, and the audit mark when taken."""
 
     def __init__(self, rows: list[list[Any]]) -> None:
         self.rows: dict[tuple[str, str, str], str] = {}
         self.addresses: dict[tuple[str, str, str], str | None] = {}
+        self.mark = 0
         for kind, parent, name, definition, address in rows:
+            if kind == MARK:
+                self.mark = int(definition)
+                continue
             self.rows[(kind, parent, name)] = definition
             self.addresses[(kind, parent, name)] = address
 
@@ -98,22 +114,25 @@ class Database:
         return result.rows or []
 
     def install_audit(self) -> None:
-        """Event triggers, and the snapshot query prepared once for this session.
+        """Event triggers, and the snapshot query prepared on the superuser's session.
 
-        The superuser's session resolves names in pg_catalog only, so no
-        function or operator the proposal creates can stand in for ours.
+        That session resolves names in pg_catalog only, so no function or
+        operator the proposal creates can stand in for ours. On a warm sandbox
+        the harness has done all this (and run the snapshot once, to fill the
+        session's caches) before the use began.
         """
-        assert self.use.database is not None
-        self.admin(
-            "SET search_path = pg_catalog, pg_temp;\n"
-            + _resource("audit.sql").replace("{role}", self.use.database)
-            + f";\nPREPARE executor_snapshot AS {_resource('catalog.sql')}"
+        self.use.prepare(
+            session="SET search_path = pg_catalog, pg_temp;\n"
+            f"PREPARE executor_snapshot AS SELECT '{MARK}', '', '', "
+            "coalesce(max(seq), 0)::text, NULL FROM executor_audit.events\n"
+            f"UNION ALL SELECT * FROM ({_resource('catalog.sql')}) catalog",
+            sql="SET search_path = pg_catalog, pg_temp;\n" + _resource("audit.sql"),
+            warmup="EXECUTE executor_snapshot",
+            proposal_warmup=PROPOSAL_WARMUP,
         )
 
-    def mark(self) -> int:
-        return int(self.admin(SEQ_PROBE)[0][0])
-
     def snapshot(self) -> Snapshot:
+        """The schema now, and the audit mark at the same moment (one round trip)."""
         return Snapshot(self.admin("EXECUTE executor_snapshot"))
 
     def run(self, statements: list[Statement], *, commit: bool = True) -> ScriptResult:

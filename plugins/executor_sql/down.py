@@ -39,19 +39,24 @@ _ON_TABLE = {"trigger": "TRIGGER", "policy": "POLICY", "rule": "RULE"}
 _DESTRUCTIVE_DML = ("UPDATE", "DELETE", "TRUNCATE", "MERGE")
 
 _EVENTS = """
-SELECT e.seq, e.event, e.command_tag, e.object_type, e.object_identity, e.classid::regclass::text, e.objid,
-       a.type, ARRAY(SELECT quote_ident(x) FROM unnest(a.object_names) x), a.object_names, a.object_args,
-       e.original,
+SELECT e.seq, e.event, e.command_tag, e.object_type, e.object_identity, e.classid::regclass::text AS catalog,
+       e.objid, a.type, ARRAY(SELECT quote_ident(x) FROM unnest(a.object_names) x) AS quoted_names,
+       a.object_names, a.object_args, e.original,
        EXISTS (SELECT 1 FROM executor_audit.events b
                WHERE b.seq <= {start} AND b.classid = e.classid AND b.objid = e.objid) AS preexisting
 FROM executor_audit.events e
 LEFT JOIN LATERAL pg_identify_object_as_address(e.classid, e.objid, 0) a ON e.event = 'ddl'
 WHERE e.seq > {start} AND e.seq <= {end} AND e.classid IS NOT NULL
-ORDER BY e.seq
 """
 _DEPENDS = """
-SELECT classid::regclass::text, objid, objsubid, refclassid::regclass::text, refobjid, refobjsubid, deptype
+SELECT classid::regclass::text AS catalog, objid, objsubid, refclassid::regclass::text AS refcatalog,
+       refobjid, refobjsubid, deptype
 FROM pg_depend WHERE objid >= 16384 AND deptype IN ('n', 'a', 'i', 'e')
+"""
+# Both in one round trip, as JSON arrays of rows (row_to_json keeps the column order).
+_PLAN_INPUTS = f"""
+SELECT (SELECT coalesce(json_agg(row_to_json(x) ORDER BY x.seq), '[]') FROM ({_EVENTS}) x),
+       (SELECT coalesce(json_agg(row_to_json(y)), '[]') FROM ({_DEPENDS}) y)
 """
 
 
@@ -69,11 +74,15 @@ def _node(address: str | None) -> Node | None:
     return (catalog, int(objid), int(objsubid))
 
 
-def plan(
-    db: Database, start: int, end: int, applied: list[AppliedFile], base: Snapshot, up: Snapshot
-) -> Plan:
+def plan(db: Database, applied: list[AppliedFile], base: Snapshot, up: Snapshot) -> Plan:
+    """The down migration from ``base`` (before the proposal's files) to ``up`` (after them), or why there is none."""
     result = Plan()
-    events = db.admin(_EVENTS.format(start=int(start), end=int(end)))
+    start, end = base.mark, up.mark
+    [[event_rows, depend_rows]] = db.admin(
+        _PLAN_INPUTS.replace("{start}", str(start)).replace("{end}", str(end))
+    )
+    events = [list(row.values()) for row in event_rows]
+    depends = [list(row.values()) for row in depend_rows]
     created: dict[Node, tuple[int, str]] = {}  # node -> (seq, DROP statement or '' if none is known)
     dropped_later: set[Node] = set()
     for (
@@ -120,7 +129,7 @@ def plan(
         elif kind == "constraint":
             added[part] = (seqs[-1], f"ALTER TABLE {parent} DROP CONSTRAINT {name}")
     items = {**created, **added}
-    owner = Owners(db.admin(_DEPENDS), items)
+    owner = Owners(depends, items)
     explicit = {node: value for node, value in items.items() if owner(node) == node}
     result.reasons += _unexplained(base, up, owner)
     for node, (_seq, statement) in explicit.items():

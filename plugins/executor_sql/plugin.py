@@ -60,7 +60,6 @@ def executor_sandbox_validate(files: Sequence[FileChange], context: SandboxConte
     problem = _apply_baseline(db, context, options, {f.path for f in files})
     if problem is not None:
         return [problem]
-    start = db.mark()
     base = db.snapshot()
     found: list[Diagnostic] = []
     applied: list[AppliedFile] = []
@@ -75,7 +74,6 @@ def executor_sandbox_validate(files: Sequence[FileChange], context: SandboxConte
             applied.append(outcome)
     if found:
         return found
-    end = db.mark()
     up = db.snapshot()
     level = Level.ERROR if options["rerun"] == "error" else Level.WARNING
     for run in applied:
@@ -91,7 +89,7 @@ def executor_sandbox_validate(files: Sequence[FileChange], context: SandboxConte
                     }
                 )
             )
-    context.state.update(db=db, start=start, end=end, base=base, up=up, applied=applied)
+    context.state.update(db=db, base=base, up=up, applied=applied)
     return found
 
 
@@ -120,7 +118,7 @@ def _apply_baseline(
 @hookimpl
 def executor_build_rollback(context: SandboxContext) -> Rollback:
     state = context.state
-    plan = down.plan(state["db"], state["start"], state["end"], state["applied"], state["base"], state["up"])
+    plan = down.plan(state["db"], state["applied"], state["base"], state["up"])
     if plan.reasons:
         return Rollback(reversible=False, reasons=tuple(plan.reasons))
     script = "".join(f"{statement};\n" for statement in plan.statements)

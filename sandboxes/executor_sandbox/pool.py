@@ -110,9 +110,11 @@ class Sandboxes:
     def use(self, *, cold: bool = False, run_id: str | None = None, postgres: bool = True) -> Iterator[Use]:
         """A fresh use (own database, own work directory) of a warm sandbox, or of a cold one-shot one.
 
-        Afterwards the use is dropped and the sandbox checked clean; one that
-        is not clean, or that failed, is destroyed (a warm slot is refilled on
-        its next lease).
+        Afterwards the use ends and what it left behind (processes, files,
+        databases) is checked at once; its database is dropped by the harness
+        after the reply, off the caller's time. A sandbox with leftovers a scrub
+        does not clear, that failed, or whose drop failed (reported at the next
+        lease) is destroyed (a warm slot is refilled on its next lease).
         """
         run_id = run_id or secrets.token_hex(8)
         if not self._pruned:
@@ -151,8 +153,7 @@ class Sandboxes:
         if sandbox.dirty_reason is not None:
             return
         try:
-            use.end()
-            problems = sandbox.check_clean()
+            problems = use.end()
             if problems:
                 sandbox.kill_runner(SCRUB_RUNNER)
                 problems = sandbox.check_clean()
@@ -203,7 +204,7 @@ class Sandboxes:
             if reusable:
                 try:
                     info = sandbox.attach(run_id)
-                    if not info.get("previous_lease") and not info.get("open_uses"):
+                    if not (info.get("previous_lease") or info.get("open_uses") or info.get("faults")):
                         return sandbox
                 except SandboxLostError:
                     pass
@@ -324,7 +325,7 @@ class Sandboxes:
             engine.call("remove a sandbox", lambda: container.remove(force=True, v=True))
 
     def up(self, count: int | None = None) -> list[dict[str, object]]:
-        """Start (or check) warm sandboxes in the first ``count`` slots; returns what each is."""
+        """Start (or check) warm sandboxes in the first ``count`` slots, each ready for a use at once; returns what each is."""
         started: list[dict[str, object]] = []
         for slot in range(min(count or self.settings.warm_pool, self.settings.warm_pool)):
             lock = self._slot_lock(slot)
@@ -335,6 +336,11 @@ class Sandboxes:
                 began = time.monotonic()
                 run_id = "up-" + secrets.token_hex(4)
                 sandbox = self._warm_sandbox(slot, run_id)
+                faults = sandbox.settle()
+                if faults:  # replaced now rather than at its next lease
+                    sandbox.destroy()
+                    sandbox = self._warm_sandbox(slot, run_id)
+                    sandbox.settle()
                 sandbox.release(run_id)
                 started.append(
                     {"name": sandbox.name, "state": "ready", "seconds": round(time.monotonic() - began, 3)}

@@ -10,8 +10,9 @@ clean; a sandbox that is not clean is destroyed, never lent out again.
 
 from __future__ import annotations
 
+import hashlib
 import io
-import secrets
+import re
 import tarfile
 import time
 from collections.abc import Mapping, Sequence
@@ -190,8 +191,6 @@ class ScriptResult:
 
 def limits_hash(settings: SandboxSettings) -> str:
     """Identifies the limits a container was created with: a warm sandbox is reused only under the same."""
-    import hashlib
-
     fixed_at_creation = {"memory_mib", "pids", "cpus", "tmp_mib", "state_mib", "image"}
     return hashlib.sha256(settings.model_dump_json(include=fixed_at_creation).encode()).hexdigest()[:16]
 
@@ -273,6 +272,13 @@ def _tar(root: str, files: Mapping[str, bytes]) -> bytes:
             info.uid = info.gid = HARNESS_UID
             archive.addfile(info, io.BytesIO(data))
     return buffer.getvalue()
+
+
+def checked_use_name(name: object) -> str:
+    """A use name as the harness must make them (it becomes part of paths and SQL identifiers)."""
+    if not isinstance(name, str) or not re.fullmatch(r"u_[0-9a-f]{12}", name):
+        raise InfrastructureError(f"the sandbox harness answered use_begin with an invalid use name {name!r}")
+    return name
 
 
 def _checked_relative(path: str) -> list[str]:
@@ -373,9 +379,9 @@ class Sandbox:
         return {key: int(value) for key, value in self.request("counters", 10.0).items()}
 
     def begin_use(self) -> Use:
-        name = "u_" + secrets.token_hex(6)
-        reply = self.request("use_begin", 30.0, use=name)
-        return Use(self, name, reply.get("database"))
+        """A new use; its database was made ahead by the harness, so this is one round trip."""
+        reply = self.request("use_begin", 30.0)
+        return Use(self, checked_use_name(reply.get("use")), reply.get("database"), reply.get("setup"))
 
     def kill_runner(self, argv: list[str] = KILL_RUNNER) -> bool:
         """Kill every process of the runner user and wait for it; False (and dirty) if that failed."""
@@ -413,6 +419,10 @@ class Sandbox:
         self.dirty_reason = "killing the runner's processes did not finish"
         return False
 
+    def settle(self) -> list[str]:
+        """Wait for the harness's maintenance after the last use (dropping it, making the next database); its faults."""
+        return [str(f) for f in self.request("settle", 60.0).get("faults", [])]
+
     def check_clean(self) -> list[str]:
         return list(self.request("check_clean", 30.0).get("problems", []))
 
@@ -448,6 +458,8 @@ class Use:
     sandbox: Sandbox
     name: str
     database: str | None
+    #: Key of the ``prepare`` setup already run in this use's database (made ahead with it), if any.
+    setup: str | None = None
     ended: bool = field(default=False)
 
     @property
@@ -518,6 +530,37 @@ class Use:
             probe=probe,
         )
         return ScriptResult.from_reply(reply)
+
+    def prepare(self, *, session: str, sql: str, warmup: str = "", proposal_warmup: str = "") -> bool:
+        """Trusted setup SQL in this use's database; True if it ran now, False if it was made with it.
+
+        In order: ``sql`` (objects) and ``session`` (settings, prepared
+        statements that may use those objects) on the superuser's connection,
+        then the warm-ups that fill the sessions' caches: ``warmup`` on the
+        superuser's connection, ``proposal_warmup`` (a transaction that rolls
+        itself back) on the use role's. The harness remembers the last setup
+        asked for and runs it in the databases it makes ahead, so later uses
+        find it done and pay nothing. A failure is an infrastructure error:
+        the SQL is ours, not the proposal's.
+        """
+        if self.database is None:
+            raise InfrastructureError(f"sandbox {self.sandbox.name} was started without PostgreSQL")
+        parts = (session, sql, warmup, proposal_warmup)
+        key = hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
+        if self.setup == key:
+            return False
+        reply = self.sandbox.request(
+            "prepare",
+            60.0,
+            database=self.database,
+            key=key,
+            session=session,
+            sql=sql,
+            warmup=warmup,
+            proposal_warmup=proposal_warmup,
+        )
+        self.setup = key
+        return bool(reply.get("ran"))
 
     def _sql_request(self, op: str, timeout: float | None, **args: Any) -> dict[str, Any]:
         """A harness SQL op on this use's database; the harness cancels at ``timeout``, we wait a grace longer."""
@@ -634,11 +677,12 @@ class Use:
         except Exception:
             return False
 
-    def end(self) -> None:
-        """Drop the database, role and files of this use."""
-        if not self.ended:
-            self.ended = True
-            self.sandbox.request("use_end", 60.0, use=self.name)
+    def end(self) -> list[str]:
+        """End this use (the harness drops its database after replying); what it left behind, if anything."""
+        if self.ended:
+            return []
+        self.ended = True
+        return [str(p) for p in self.sandbox.request("use_end", 60.0, use=self.name).get("problems", [])]
 
 
 def _with_marker(data: bytearray, truncated: bool, cap: int) -> bytes:

@@ -11,6 +11,11 @@ database; proposal Python/JavaScript runs as user ``runner`` (uid 1001) through
 ``docker exec``, which cannot read this process's memory, write its output or
 connect to the server's socket. Nothing a proposal prints can pass for a reply.
 
+Databases are made ahead: after a use ends (its reply already sent), a
+maintenance thread drops its database and makes a spare for the next use
+(role, database, connections, the setup a plugin registered, warm caches), so
+neither sits on a run's critical path.
+
 Requests: ``{"id": N, "op": NAME, "args": {...}}``.
 Replies: ``{"id": N, "ok": true, "result": {...}}`` or ``{"id": N, "ok": false,
 "error": MESSAGE}``. Only the standard library and Debian's psycopg2 are used.
@@ -18,10 +23,12 @@ Replies: ``{"id": N, "ok": true, "result": {...}}`` or ``{"id": N, "ok": false,
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import json
 import os
 import re
+import secrets
 import shutil
 import subprocess
 import sys
@@ -29,7 +36,7 @@ import threading
 import time
 from typing import Any
 
-HARNESS_VERSION = 2
+HARNESS_VERSION = 3
 STATE = "/var/lib/executor"  # tmpfs, mode 0700, owned by this user
 PGDATA = STATE + "/pg"
 PGSOCKET = STATE + "/socket"
@@ -41,6 +48,7 @@ RUNNER_UID = 1001
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
 MAX_ROWS = 1000
 MAX_NOTICES = 50
+SPARE_WAIT = 25.0  # seconds a use_begin waits for the spare being made
 
 # Server settings for a throw-away cluster: durability is worthless here and
 # costs milliseconds on every CREATE DATABASE and commit.
@@ -113,8 +121,36 @@ def processes() -> list[dict[str, Any]]:
     return found
 
 
+class Setup:
+    """Trusted SQL a plugin asked for in each database, by key: run once per database, as the superuser.
+
+    ``database`` (objects) runs first on the superuser's connection, then
+    ``session`` (settings, prepared statements that may use those objects),
+    then the warm-ups that fill each session's caches before a use needs
+    them: ``warmup`` on the superuser's connection, ``proposal_warmup`` on the
+    use role's. A warm-up must leave nothing behind (the proposal's is a
+    transaction it rolls back).
+    """
+
+    def __init__(self, key: str, session: str, database: str, warmup: str, proposal_warmup: str) -> None:
+        self.key, self.session, self.database = key, session, database
+        self.warmup, self.proposal_warmup = warmup, proposal_warmup
+
+
+class Spare:
+    """A database made ahead for the next use: its connections, and the setup already run in it."""
+
+    def __init__(self, name: str, connections: dict[str, Any], setup: str | None) -> None:
+        self.name, self.connections, self.setup = name, connections, setup
+
+
 class Postgres:
-    """The cluster in tmpfs, and the connections the harness holds to it."""
+    """The cluster in tmpfs, and the connections the harness holds to it.
+
+    ``admin`` belongs to the request thread, ``maintenance`` to the
+    maintenance thread (creating and dropping databases); no connection is
+    used by both at once.
+    """
 
     def __init__(self) -> None:
         import psycopg2  # type: ignore[import-untyped]  # Debian's python3-psycopg2, in the image only
@@ -123,6 +159,7 @@ class Postgres:
         self.psycopg2 = psycopg2
         self.extensions = psycopg2.extensions
         self.admin: Any = None
+        self.maintenance: Any = None
         self.use_connections: dict[tuple[str, str], Any] = {}
         self.baseline_databases: set[str] = set()
         self.baseline_roles: set[str] = set()
@@ -146,12 +183,12 @@ class Postgres:
         options = " ".join(f"-c {key}={value}" for key, value in PG_OPTIONS.items())
         run_checked(["pg_ctl", "-D", PGDATA, "-l", PGLOG, "-w", "-t", "60", "-o", options, "start"])
         self.admin = self.connect("postgres")
+        self.maintenance = self.connect("postgres")
         with self.admin.cursor() as cur:
             cur.execute(f"CREATE DATABASE {TEMPLATE}")
             for database in ("postgres", "template1", TEMPLATE):
                 cur.execute(f"REVOKE ALL ON DATABASE {database} FROM PUBLIC")
-        self.baseline_databases = self.databases()
-        self.baseline_roles = self.roles()
+        self.baseline_databases, self.baseline_roles = self.databases_and_roles()
 
     def connect(self, database: str, user: str | None = None) -> Any:
         conn = self.psycopg2.connect(host=PGSOCKET, dbname=database, user=user or "sandbox")
@@ -161,18 +198,18 @@ class Postgres:
     def version(self) -> str:
         return str(self.admin.server_version)
 
-    def databases(self) -> set[str]:
+    def databases_and_roles(self) -> tuple[set[str], set[str]]:
         with self.admin.cursor() as cur:
-            cur.execute("SELECT datname FROM pg_database")
-            return {row[0] for row in cur.fetchall()}
-
-    def roles(self) -> set[str]:
-        with self.admin.cursor() as cur:
-            cur.execute("SELECT rolname FROM pg_roles WHERE rolname NOT LIKE 'pg\\_%'")
-            return {row[0] for row in cur.fetchall()}
+            cur.execute(
+                "SELECT true, datname FROM pg_database UNION ALL "
+                "SELECT false, rolname FROM pg_roles WHERE rolname NOT LIKE 'pg\\_%'"
+            )
+            rows = cur.fetchall()
+        return {name for is_db, name in rows if is_db}, {name for is_db, name in rows if not is_db}
 
     def create_use(self, name: str) -> None:
-        with self.admin.cursor() as cur:
+        """A role and its database, cloned from the template. Maintenance thread only."""
+        with self.maintenance.cursor() as cur:
             cur.execute(
                 f"CREATE ROLE {name} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS"
             )
@@ -181,14 +218,45 @@ class Postgres:
             cur.execute(f"REVOKE ALL ON DATABASE {name} FROM PUBLIC")
             cur.execute(f"GRANT CONNECT, TEMPORARY ON DATABASE {name} TO {name}")
 
-    def drop_use(self, name: str) -> None:
+    def open_use(self, name: str, setup: Setup | None) -> dict[str, Any]:
+        """Connections to a use's database, as the superuser and as its role, with ``setup`` run and warmed."""
+        connections = {"admin": self.connect(name), "proposal": self.connect(name, name)}
+        if setup is not None:
+            self.run_setup(connections, setup)
+        return connections
+
+    def run_setup(self, connections: dict[str, Any], setup: Setup) -> None:
+        self.run_sql(connections["admin"], setup.database, f"setup {setup.key}")
+        self.run_sql(connections["admin"], setup.session, f"setup {setup.key} (session)")
+        self.run_sql(connections["admin"], setup.warmup, f"warm-up {setup.key}")
+        self.run_sql(connections["proposal"], setup.proposal_warmup, f"warm-up {setup.key} (proposal role)")
+
+    def run_sql(self, conn: Any, sql: str, what: str) -> None:
+        """Trusted SQL that must succeed and leave no transaction open."""
+        if not sql.strip():
+            return
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql)
+            if conn.get_transaction_status() != self.extensions.TRANSACTION_STATUS_IDLE:
+                with conn.cursor() as cur:
+                    cur.execute("ROLLBACK")
+                raise HarnessError(f"{what} left a transaction open")
+        except self.psycopg2.Error as exc:
+            raise HarnessError(f"{what} failed: {server_error(exc)['message']}") from exc
+
+    def take_connections(self, name: str) -> list[Any]:
+        """Forget a use's connections (request thread); the maintenance thread closes them."""
+        return [self.use_connections.pop(key) for key in list(self.use_connections) if key[0] == name]
+
+    def drop_use(self, name: str, connections: list[Any]) -> None:
+        """Close a use's connections, drop its database and role. Maintenance thread only."""
         backends = []
-        for key in [key for key in self.use_connections if key[0] == name]:
-            conn = self.use_connections.pop(key)
+        for conn in connections:
             if not conn.closed:
                 backends.append(conn.get_backend_pid())
             self.close(conn)
-        with self.admin.cursor() as cur:
+        with self.maintenance.cursor() as cur:
             # DROP DATABASE sleeps in 100 ms steps while any backend is still
             # connected; a closed connection's backend needs a moment to exit.
             deadline = time.monotonic() + 5.0
@@ -313,14 +381,6 @@ class Postgres:
             self.use_connections.pop((database, role), None)
             self.close(conn)
 
-    def alive(self) -> bool:
-        try:
-            with self.admin.cursor() as cur:
-                cur.execute("SELECT 1")
-            return True
-        except Exception:
-            return False
-
 
 def jsonable(value: Any) -> Any:
     if value is None or isinstance(value, (bool, int, float, str)):
@@ -353,13 +413,57 @@ class Harness:
     def __init__(self, with_postgres: bool) -> None:
         self.postgres = Postgres() if with_postgres else None
         self.lease: str | None = None
-        self.uses: set[str] = set()
+        self.uses: dict[str, str | None] = {}  # open use -> key of the setup run in its database
+        self.setup: Setup | None = None  # the last setup a plugin registered: spares get it
+        # One maintenance thread, jobs in order: spares made, finished uses dropped.
+        self.jobs = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="maintenance")
+        self.spare: concurrent.futures.Future[Spare] | None = None
+        self.reserved: set[str] = set()  # names of databases the harness made and has not dropped yet
+        # Held while a database is made or dropped and while the leftover check
+        # lists them, so the check never sees a database its name is not yet (or no longer) reserved for.
+        self.reserving = threading.Lock()
+        self.faults: list[str] = []  # what maintenance failed at: the sandbox is not clean
 
     def start(self) -> None:
         if self.postgres is not None:
             self.postgres.start()
+        self.spare = self.jobs.submit(self.make_spare, None)
+
+    # -- maintenance thread ----------------------------------------------------------------
+
+    def make_spare(self, previous: concurrent.futures.Future[Spare] | None) -> Spare:
+        """A database for the next use, with the current setup; ``previous`` (a spare made without it) is dropped."""
+        if previous is not None:
+            with contextlib.suppress(Exception):
+                old = previous.result()
+                self.drop(old.name, list(old.connections.values()))
+        name = "u_" + secrets.token_hex(6)
+        setup = self.setup
+        with self.reserving:
+            self.reserved.add(name)
+            if self.postgres is not None:
+                self.postgres.create_use(name)
+        connections = self.postgres.open_use(name, setup) if self.postgres is not None else {}
+        return Spare(name, connections, setup.key if setup is not None else None)
+
+    def drop(self, name: str, connections: list[Any]) -> None:
+        try:
+            with self.reserving:
+                if self.postgres is not None:
+                    self.postgres.drop_use(name, connections)
+                self.reserved.discard(name)
+        except Exception as exc:
+            self.faults.append(f"dropping the database of use {name} failed: {type(exc).__name__}: {exc}")
+
+    def settled(self) -> None:
+        """Wait until the maintenance thread has done everything asked of it so far."""
+        self.jobs.submit(lambda: None).result(timeout=60.0)
+
+    # -- requests ----------------------------------------------------------------------------
 
     def op_hello(self, lease: str) -> dict[str, Any]:
+        """Claim the sandbox for ``lease``, once maintenance after the last use is done: its faults decide reuse."""
+        self.settled()
         previous, self.lease = self.lease, lease
         return {
             "harness": HARNESS_VERSION,
@@ -367,6 +471,7 @@ class Harness:
             "uid": os.getuid(),
             "previous_lease": previous,
             "open_uses": sorted(self.uses),
+            "faults": list(self.faults),
         }
 
     def op_release(self, lease: str) -> dict[str, Any]:
@@ -380,26 +485,71 @@ class Harness:
     def op_counters(self) -> dict[str, Any]:
         return counters()
 
-    def op_use_begin(self, use: str) -> dict[str, Any]:
-        name = checked_name(use)
-        if name in self.uses:
-            raise HarnessError(f"use {name} is already open")
-        self.uses.add(name)
+    def op_use_begin(self) -> dict[str, Any]:
+        """Hand out the spare (made ahead) as a new use."""
+        if self.spare is None:
+            self.spare = self.jobs.submit(self.make_spare, None)
+        future, self.spare = self.spare, None
+        try:
+            spare = future.result(timeout=SPARE_WAIT)
+        except concurrent.futures.TimeoutError as exc:
+            raise HarnessError(f"no database was ready within {SPARE_WAIT:g} s") from exc
+        if self.faults:  # known by now: maintenance runs in order, and the spare came last
+            self.spare = future
+            raise HarnessError(f"the sandbox is not clean: {'; '.join(self.faults)}")
+        name = spare.name
+        self.uses[name] = spare.setup
         if self.postgres is not None:
-            self.postgres.create_use(name)
+            for role, conn in spare.connections.items():
+                self.postgres.use_connections[(name, role)] = conn
         os.makedirs(f"{XFER_IN}/{name}")
         os.chmod(f"{XFER_IN}/{name}", 0o755)  # the runner reads its files here, and writes nothing
         os.makedirs(f"{XFER_OUT}/{name}", mode=0o700)
-        return {"database": name if self.postgres else None, "role": name if self.postgres else None}
+        database = name if self.postgres else None
+        return {"use": name, "database": database, "role": database, "setup": spare.setup}
 
     def op_use_end(self, use: str) -> dict[str, Any]:
+        """End a use: its files now; what it left behind; then, on the maintenance thread, drop its database and make the next spare.
+
+        Maintenance waits for the use to end: run during a use, it would
+        compete with it for the server (CREATE DATABASE checkpoints).
+        """
         name = checked_name(use)
-        self.uses.discard(name)
-        if self.postgres is not None:
-            self.postgres.drop_use(name)
+        if name not in self.uses:
+            return {"problems": []}
+        del self.uses[name]
+        connections = self.postgres.take_connections(name) if self.postgres is not None else []
         for root in (XFER_IN, XFER_OUT):
             shutil.rmtree(f"{root}/{name}", ignore_errors=True)
-        return {}
+        problems = self.leftovers()  # before the drop starts: the two would only slow each other
+        self.jobs.submit(self.drop, name, connections)
+        if self.spare is None:
+            self.spare = self.jobs.submit(self.make_spare, None)
+        return {"problems": problems}
+
+    def op_settle(self) -> dict[str, Any]:
+        """Wait until maintenance is done (the next use starts at once); what it failed at, if anything."""
+        self.settled()
+        return {"faults": list(self.faults)}
+
+    def op_prepare(
+        self, database: str, key: str, session: str, sql: str, warmup: str = "", proposal_warmup: str = ""
+    ) -> dict[str, Any]:
+        """Run a plugin's setup in this use's database (unless it was made with it); spares get it from now on."""
+        postgres, name = self.checked_sql(database, "admin", "none", ("none",))
+        if self.uses[name] == key:
+            return {"ran": False}
+        setup = Setup(key, session, sql, warmup, proposal_warmup)
+        # Warm-ups too, here and now: a mistake in them surfaces to the caller, not in a later spare.
+        postgres.run_setup(
+            {role: postgres.use_connection(name, role) for role in ("admin", "proposal")}, setup
+        )
+        self.uses[name] = key
+        if self.setup is None or self.setup.key != key:
+            self.setup = setup
+            if self.spare is not None:
+                self.spare = self.jobs.submit(self.make_spare, self.spare)
+        return {"ran": True}
 
     def op_sql(
         self,
@@ -444,31 +594,46 @@ class Harness:
     def op_processes(self) -> dict[str, Any]:
         return {"processes": processes()}
 
-    def op_check_clean(self) -> dict[str, Any]:
-        """What a finished use left behind; the host destroys a sandbox that is not clean."""
+    def leftovers(self) -> list[str]:
+        """What no open use explains: processes of other users, scratch files, databases and roles."""
         problems = []
-        if self.uses:
-            problems.append(f"uses still open: {sorted(self.uses)}")
         for proc in processes():
             if proc["uid"] != os.getuid():
                 problems.append(f"process {proc['pid']} of uid {proc['uid']} still running: {proc['cmd']}")
         for directory in ("/tmp", "/dev/shm", "/var/tmp", XFER_IN, XFER_OUT):
             try:
-                entries = [entry for entry in os.listdir(directory) if not entry.startswith("PostgreSQL.")]
+                entries = [
+                    entry
+                    for entry in os.listdir(directory)
+                    if not entry.startswith("PostgreSQL.") and entry not in self.uses
+                ]
             except OSError:
                 continue
             if entries:
                 problems.append(f"{directory} not empty: {sorted(entries)[:10]}")
         if self.postgres is not None:
-            if not self.postgres.alive():
-                problems.append("PostgreSQL is not answering")
+            try:
+                with self.reserving:
+                    databases, roles = self.postgres.databases_and_roles()
+                    ours = set(self.reserved)
+            except Exception as exc:
+                problems.append(f"PostgreSQL is not answering: {type(exc).__name__}: {exc}")
             else:
-                extra_db = self.postgres.databases() - self.postgres.baseline_databases
-                extra_roles = self.postgres.roles() - self.postgres.baseline_roles
+                extra_db = databases - self.postgres.baseline_databases - ours
+                extra_roles = roles - self.postgres.baseline_roles - ours
                 if extra_db:
                     problems.append(f"databases left: {sorted(extra_db)}")
                 if extra_roles:
                     problems.append(f"roles left: {sorted(extra_roles)}")
+        return problems
+
+    def op_check_clean(self) -> dict[str, Any]:
+        """Everything a finished use could have left, once maintenance has caught up; the host destroys a sandbox that is not clean."""
+        self.settled()
+        problems = list(self.faults)
+        if self.uses:
+            problems.append(f"uses still open: {sorted(self.uses)}")
+        problems += self.leftovers()
         return {"clean": not problems, "problems": problems}
 
 

@@ -283,6 +283,25 @@ def test_setup_is_made_ahead_for_the_next_use_and_warm_ups_leave_nothing(sandbox
         assert sandbox.check_clean() == []
 
 
+def test_a_changed_setup_gets_a_fresh_database_not_one_on_top_of_the_old(sandboxes: Sandboxes) -> None:
+    changed = {**SETUP, "sql": SETUP["sql"] + "; CREATE TABLE public.made_by_new_setup (id int)"}
+    with sandboxes.use(cold=True) as first:
+        sandbox = first.sandbox
+        assert first.prepare(**SETUP) is True
+        assert first.end() == []
+        second = sandbox.begin_use()
+        assert second.setup == first.setup
+        # Run on top of the old setup, this would fail: made_by_setup exists.
+        assert second.prepare(**changed) is True
+        made = second.sql(
+            "SELECT string_agg(relname, ',' ORDER BY relname) FROM pg_class WHERE relname LIKE 'made_by%'"
+        )
+        assert made.rows == [["made_by_new_setup,made_by_setup"]]
+        assert second.sql("CREATE TABLE mine (id int)").ok, "the use's role still owns its database"
+        assert second.end() == []
+        assert sandbox.check_clean() == []
+
+
 @pytest.mark.parametrize(
     ("setup", "said"),
     [

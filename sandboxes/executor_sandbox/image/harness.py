@@ -207,12 +207,17 @@ class Postgres:
             rows = cur.fetchall()
         return {name for is_db, name in rows if is_db}, {name for is_db, name in rows if not is_db}
 
-    def create_use(self, name: str) -> None:
-        """A role and its database, cloned from the template. Maintenance thread only."""
-        with self.maintenance.cursor() as cur:
+    def create_use(self, name: str, conn: Any) -> None:
+        """A role and its database, through the superuser's connection ``conn``."""
+        with conn.cursor() as cur:
             cur.execute(
                 f"CREATE ROLE {name} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS"
             )
+        self.create_database(name, conn)
+
+    def create_database(self, name: str, conn: Any) -> None:
+        """The database of use ``name``, cloned from the template, owned by and open only to its role."""
+        with conn.cursor() as cur:
             # FILE_COPY: half the time of PG 15's default WAL_LOG for a small template.
             cur.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE} OWNER {name} STRATEGY FILE_COPY")
             cur.execute(f"REVOKE ALL ON DATABASE {name} FROM PUBLIC")
@@ -249,14 +254,19 @@ class Postgres:
         """Forget a use's connections (request thread); the maintenance thread closes them."""
         return [self.use_connections.pop(key) for key in list(self.use_connections) if key[0] == name]
 
-    def drop_use(self, name: str, connections: list[Any]) -> None:
-        """Close a use's connections, drop its database and role. Maintenance thread only."""
+    def drop_use(self, name: str, connections: list[Any], conn: Any) -> None:
+        """Close a use's connections, drop its database and role, through the superuser's connection ``conn``."""
+        self.drop_database(name, connections, conn)
+        with conn.cursor() as cur:
+            cur.execute(f"DROP ROLE IF EXISTS {name}")
+
+    def drop_database(self, name: str, connections: list[Any], conn: Any) -> None:
         backends = []
-        for conn in connections:
-            if not conn.closed:
-                backends.append(conn.get_backend_pid())
-            self.close(conn)
-        with self.maintenance.cursor() as cur:
+        for use_conn in connections:
+            if not use_conn.closed:
+                backends.append(use_conn.get_backend_pid())
+            self.close(use_conn)
+        with conn.cursor() as cur:
             # DROP DATABASE sleeps in 100 ms steps while any backend is still
             # connected; a closed connection's backend needs a moment to exit.
             deadline = time.monotonic() + 5.0
@@ -266,7 +276,6 @@ class Postgres:
                     break
                 time.sleep(0.0005)
             cur.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-            cur.execute(f"DROP ROLE IF EXISTS {name}")
 
     def close(self, conn: Any) -> None:
         with contextlib.suppress(Exception):
@@ -442,7 +451,7 @@ class Harness:
         with self.reserving:
             self.reserved.add(name)
             if self.postgres is not None:
-                self.postgres.create_use(name)
+                self.postgres.create_use(name, self.postgres.maintenance)
         connections = self.postgres.open_use(name, setup) if self.postgres is not None else {}
         return Spare(name, connections, setup.key if setup is not None else None)
 
@@ -450,7 +459,7 @@ class Harness:
         try:
             with self.reserving:
                 if self.postgres is not None:
-                    self.postgres.drop_use(name, connections)
+                    self.postgres.drop_use(name, connections, self.postgres.maintenance)
                 self.reserved.discard(name)
         except Exception as exc:
             self.faults.append(f"dropping the database of use {name} failed: {type(exc).__name__}: {exc}")
@@ -535,10 +544,18 @@ class Harness:
     def op_prepare(
         self, database: str, key: str, session: str, sql: str, warmup: str = "", proposal_warmup: str = ""
     ) -> dict[str, Any]:
-        """Run a plugin's setup in this use's database (unless it was made with it); spares get it from now on."""
+        """Run a plugin's setup in this use's database (unless it was made with it); spares get it from now on.
+
+        A database made with another setup (the plugin changed since) is
+        replaced by a fresh one first, so a setup never runs on top of another.
+        """
         postgres, name = self.checked_sql(database, "admin", "none", ("none",))
         if self.uses[name] == key:
             return {"ran": False}
+        if self.uses[name] is not None:
+            postgres.drop_database(name, postgres.take_connections(name), postgres.admin)
+            postgres.create_database(name, postgres.admin)
+            self.uses[name] = None
         setup = Setup(key, session, sql, warmup, proposal_warmup)
         # Warm-ups too, here and now: a mistake in them surfaces to the caller, not in a later spare.
         postgres.run_setup(

@@ -3,6 +3,13 @@
 -- equal exactly when the schemas are the same. The fifth column, the catalog
 -- address (classid:objid:objsubid), is never compared: it places a row in
 -- pg_depend's graph. Run by the superuser.
+--
+-- Every object made after initdb has an OID of at least 16384
+-- (FirstNormalObjectId); below that is only the system's own, which the
+-- schema filter drops anyway. "oid >= 16384" lets the big catalogs (pg_proc,
+-- pg_operator, ...) be read by their OID index instead of scanned whole.
+-- Comments are read with subqueries, not obj_description(), a SQL function
+-- the planner cannot inline: that halves the query's time.
 WITH ns AS (
     SELECT oid, nspname, nspacl FROM pg_namespace
     WHERE nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast', 'executor_audit')
@@ -13,19 +20,19 @@ rel AS (
     SELECT c.oid, c.relkind, c.relpersistence, c.relrowsecurity, c.relforcerowsecurity, c.relacl, c.reloptions,
            quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS ident
     FROM pg_class c JOIN ns n ON n.oid = c.relnamespace
-    WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f', 'c')
+    WHERE c.oid >= 16384 AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f', 'c')
       AND NOT EXISTS (SELECT 1 FROM ext WHERE ext.classid = 'pg_class'::regclass AND ext.objid = c.oid)
 )
 SELECT kind, parent, name, definition, address FROM (
     SELECT 'schema' AS kind, '' AS parent, quote_ident(nspname) AS name,
-           concat_ws(' ', 'acl=' || nspacl::text, 'comment=' || obj_description(oid, 'pg_namespace')) AS definition,
+           concat_ws(' ', 'acl=' || nspacl::text, 'comment=' || (SELECT d.description FROM pg_description d WHERE d.objoid = oid AND d.classoid = 'pg_namespace'::regclass AND d.objsubid = 0)) AS definition,
            'pg_namespace:' || oid || ':0' AS address
     FROM ns
     UNION ALL
     SELECT 'relation', '', ident,
            concat_ws(' ', 'kind=' || relkind::text, 'persistence=' || relpersistence::text, 'rls=' || relrowsecurity,
                      'force_rls=' || relforcerowsecurity, 'options=' || reloptions::text, 'acl=' || relacl::text,
-                     'comment=' || obj_description(oid, 'pg_class')),
+                     'comment=' || (SELECT d.description FROM pg_description d WHERE d.objoid = oid AND d.classoid = 'pg_class'::regclass AND d.objsubid = 0)),
            'pg_class:' || oid || ':0'
     FROM rel
     UNION ALL
@@ -34,7 +41,7 @@ SELECT kind, parent, name, definition, address FROM (
                      format_type(a.atttypid, a.atttypmod), 'notnull=' || a.attnotnull,
                      'default=' || pg_get_expr(d.adbin, d.adrelid), 'identity=' || nullif(a.attidentity::text, ''),
                      'generated=' || nullif(a.attgenerated::text, ''), 'collation=' || co.collname,
-                     'acl=' || a.attacl::text, 'comment=' || col_description(a.attrelid, a.attnum)),
+                     'acl=' || a.attacl::text, 'comment=' || (SELECT d.description FROM pg_description d WHERE d.objoid = a.attrelid AND d.classoid = 'pg_class'::regclass AND d.objsubid = a.attnum)),
            'pg_class:' || a.attrelid || ':' || a.attnum
     FROM rel r
     JOIN pg_attribute a ON a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped AND r.relkind <> 'S'
@@ -48,7 +55,7 @@ SELECT kind, parent, name, definition, address FROM (
     FROM pg_constraint con
     JOIN ns n ON n.oid = con.connamespace
     LEFT JOIN rel r ON r.oid = con.conrelid
-    WHERE con.conrelid = 0 OR r.oid IS NOT NULL
+    WHERE con.oid >= 16384 AND (con.conrelid = 0 OR r.oid IS NOT NULL)
     UNION ALL
     SELECT 'index', r.ident, quote_ident(n.nspname) || '.' || quote_ident(c.relname), pg_get_indexdef(i.indexrelid),
            'pg_class:' || i.indexrelid || ':0'
@@ -81,20 +88,20 @@ SELECT kind, parent, name, definition, address FROM (
                      'notnull=' || CASE WHEN t.typtype = 'd' THEN t.typnotnull::text END,
                      'default=' || t.typdefault,
                      'subtype=' || (SELECT format_type(rg.rngsubtype, NULL) FROM pg_range rg WHERE rg.rngtypid = t.oid),
-                     'acl=' || t.typacl::text, 'comment=' || obj_description(t.oid, 'pg_type')),
+                     'acl=' || t.typacl::text, 'comment=' || (SELECT d.description FROM pg_description d WHERE d.objoid = t.oid AND d.classoid = 'pg_type'::regclass AND d.objsubid = 0)),
            'pg_type:' || t.oid || ':0'
     FROM pg_type t JOIN ns n ON n.oid = t.typnamespace
-    WHERE t.typtype IN ('e', 'd', 'r', 'b')
+    WHERE t.oid >= 16384 AND t.typtype IN ('e', 'd', 'r', 'b')
       AND NOT EXISTS (SELECT 1 FROM pg_range mr WHERE mr.rngmultitypid = t.oid)
       AND NOT (t.typtype = 'b' AND t.typelem <> 0 AND t.typlen = -1)
       AND NOT EXISTS (SELECT 1 FROM ext WHERE ext.classid = 'pg_type'::regclass AND ext.objid = t.oid)
     UNION ALL
     SELECT 'function', '', quote_ident(n.nspname) || '.' || quote_ident(p.proname) || '(' || pg_get_function_identity_arguments(p.oid) || ')',
            concat_ws(' ', CASE WHEN p.prokind = 'a' THEN 'aggregate' ELSE pg_get_functiondef(p.oid) END,
-                     'acl=' || p.proacl::text, 'comment=' || obj_description(p.oid, 'pg_proc')),
+                     'acl=' || p.proacl::text, 'comment=' || (SELECT d.description FROM pg_description d WHERE d.objoid = p.oid AND d.classoid = 'pg_proc'::regclass AND d.objsubid = 0)),
            'pg_proc:' || p.oid || ':0'
     FROM pg_proc p JOIN ns n ON n.oid = p.pronamespace
-    WHERE NOT EXISTS (SELECT 1 FROM ext WHERE ext.classid = 'pg_proc'::regclass AND ext.objid = p.oid)
+    WHERE p.oid >= 16384 AND NOT EXISTS (SELECT 1 FROM ext WHERE ext.classid = 'pg_proc'::regclass AND ext.objid = p.oid)
     UNION ALL
     SELECT 'trigger', r.ident, quote_ident(tg.tgname), concat_ws(' ', pg_get_triggerdef(tg.oid), 'enabled=' || tg.tgenabled::text),
            'pg_trigger:' || tg.oid || ':0'
@@ -123,14 +130,14 @@ SELECT kind, parent, name, definition, address FROM (
     SELECT 'object', '', (pg_identify_object(o.classid, o.objid, 0)).type || ' ' || (pg_identify_object(o.classid, o.objid, 0)).identity, '',
            o.classid::text || ':' || o.objid || ':0'
     FROM (
-        SELECT 'pg_collation'::regclass AS classid, oid AS objid, collnamespace AS nsp FROM pg_collation
-        UNION ALL SELECT 'pg_operator'::regclass, oid, oprnamespace FROM pg_operator
-        UNION ALL SELECT 'pg_opclass'::regclass, oid, opcnamespace FROM pg_opclass
-        UNION ALL SELECT 'pg_opfamily'::regclass, oid, opfnamespace FROM pg_opfamily
-        UNION ALL SELECT 'pg_conversion'::regclass, oid, connamespace FROM pg_conversion
-        UNION ALL SELECT 'pg_ts_config'::regclass, oid, cfgnamespace FROM pg_ts_config
-        UNION ALL SELECT 'pg_ts_dict'::regclass, oid, dictnamespace FROM pg_ts_dict
-        UNION ALL SELECT 'pg_statistic_ext'::regclass, oid, stxnamespace FROM pg_statistic_ext
+        SELECT 'pg_collation'::regclass AS classid, oid AS objid, collnamespace AS nsp FROM pg_collation WHERE oid >= 16384
+        UNION ALL SELECT 'pg_operator'::regclass, oid, oprnamespace FROM pg_operator WHERE oid >= 16384
+        UNION ALL SELECT 'pg_opclass'::regclass, oid, opcnamespace FROM pg_opclass WHERE oid >= 16384
+        UNION ALL SELECT 'pg_opfamily'::regclass, oid, opfnamespace FROM pg_opfamily WHERE oid >= 16384
+        UNION ALL SELECT 'pg_conversion'::regclass, oid, connamespace FROM pg_conversion WHERE oid >= 16384
+        UNION ALL SELECT 'pg_ts_config'::regclass, oid, cfgnamespace FROM pg_ts_config WHERE oid >= 16384
+        UNION ALL SELECT 'pg_ts_dict'::regclass, oid, dictnamespace FROM pg_ts_dict WHERE oid >= 16384
+        UNION ALL SELECT 'pg_statistic_ext'::regclass, oid, stxnamespace FROM pg_statistic_ext WHERE oid >= 16384
     ) o
     JOIN ns n ON n.oid = o.nsp
     WHERE NOT EXISTS (SELECT 1 FROM ext WHERE ext.classid = o.classid AND ext.objid = o.objid)

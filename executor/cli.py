@@ -135,8 +135,9 @@ def cli(ctx: click.Context, debug: bool) -> None:
     """Turn approved FSAR proposals into validated git changes with tested rollbacks.
 
     \b
-    Exit codes: 0 ok; 1 a validation gate failed; 2 refused or bad input
-    (unknown id, not approved, not executable, malformed report);
+    Exit codes: 0 ok; 1 a gate failed (run: approval, paths, checks,
+    sandbox, rollback proof, rollout conflict); 2 refused or bad input
+    (unknown id, not executable, approval refused, malformed report);
     3 infrastructure error (store or Docker unreachable).
     State: EXECUTOR_HOME (default: the user data dir), EXECUTOR_DATABASE_URL.
     """
@@ -342,8 +343,12 @@ def log(ctx: click.Context, proposal_id: str | None, limit: int | None, as_json:
 
 
 from executor.cli_plugins import plugins_command  # noqa: E402  (click only; pluggy loads per command)
+from executor.cli_run import rollback_command, rollbacks_command, run_command  # noqa: E402  (click only)
 from executor.cli_sandbox import doctor, sandbox_group  # noqa: E402  (click only; docker loads per command)
 
+cli.add_command(run_command)
+cli.add_command(rollback_command)
+cli.add_command(rollbacks_command)
 cli.add_command(sandbox_group)
 cli.add_command(doctor)
 cli.add_command(plugins_command)

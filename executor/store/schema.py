@@ -28,7 +28,7 @@ from sqlalchemy import (
     TypeDecorator,
 )
 
-SCHEMA_REVISION = "0001"
+SCHEMA_REVISION = "0002"
 
 metadata = MetaData(
     naming_convention={
@@ -118,4 +118,54 @@ audit_log = Table(
     Column("actor", String(256), nullable=False),
     Column("detail", JSON, nullable=False),
     Index(None, "proposal_id", "seq"),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("run_id", String(32), nullable=False),
+    Column("proposal_id", String(128), nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("digest", String(64), nullable=False),
+    Column("repo", Text, nullable=False, comment="The target repository's resolved path."),
+    Column("base_ref", Text, nullable=False),
+    Column("base_commit", String(64), nullable=True, comment="The base branch's tip when the run began."),
+    Column(
+        "status", String(32), nullable=False, comment="running, rolled_out, validated, gate_failed, crashed."
+    ),
+    Column("pid", Integer, nullable=False, comment="The running executor's process, to tell a crash."),
+    Column("host", String(256), nullable=False),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime, nullable=True),
+    Column("outcome", JSON, nullable=True, comment="What run --json printed."),
+    PrimaryKeyConstraint("run_id"),
+    Index(None, "proposal_id", "started_at"),
+)
+
+rollbacks = Table(
+    "rollbacks",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("proposal_id", String(128), nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("digest", String(64), nullable=False),
+    Column("run_id", String(32), nullable=False),
+    Column("repo", Text, nullable=False),
+    Column("base_ref", Text, nullable=False),
+    Column("ref", Text, nullable=False, comment="refs/rollbacks/<id>: the prepared revert commit."),
+    Column("rollout_commit", String(64), nullable=False, comment="The base tip the rollout made."),
+    Column("revert_commit", String(64), nullable=False),
+    Column(
+        "files",
+        JSON,
+        nullable=False,
+        comment="Per touched path: the pre-image blob (or null) and the written blob.",
+    ),
+    Column("plugins", JSON, nullable=False, comment="Each plugin's proven rollback (steps, artifacts)."),
+    Column("proof", JSON, nullable=False, comment="What was proven, and when."),
+    Column("state", String(16), nullable=False, comment="pending, warm, applied, abandoned."),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("applied_at", UTCDateTime, nullable=True),
+    Column("applied_commit", String(64), nullable=True),
+    Index(None, "proposal_id", "repo"),
 )

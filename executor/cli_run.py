@@ -1,0 +1,267 @@
+"""``executor run``, ``executor rollback`` and ``executor rollbacks``: the user's main job and the way back."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+if TYPE_CHECKING:
+    from executor.run import RunOutcome
+
+
+@contextlib.contextmanager
+def _progress(enabled: bool) -> Iterator[object]:
+    """A live line on stderr saying which gate and plugin is at work (terminals only)."""
+    if not enabled:
+        yield lambda gate, detail: None
+        return
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        yield lambda gate, detail: None
+        return
+    with console.status("starting") as status:
+
+        def update(gate: str, detail: str) -> None:
+            status.update(f"{gate}{': ' + detail if detail else ''}")
+
+        yield update
+
+
+def _summary(outcome: RunOutcome) -> list[str]:
+    from executor.render import safe
+
+    short = (outcome.rollout_commit or outcome.commit or "")[:12]
+    base = outcome.base.removeprefix("refs/heads/")
+    lines = []
+    if outcome.status == "rolled_out":
+        how = "merge commit" if outcome.merged else "fast-forward"
+        lines.append(f"rolled out {outcome.proposal_id} to {base} at {short} ({how})")
+    elif outcome.status == "already_rolled_out":
+        lines.append(f"{outcome.proposal_id} is already rolled out to {base} at {short}; nothing to do")
+    elif outcome.status == "validated":
+        lines.append(f"validated {outcome.proposal_id}: every gate passed; not rolled out (--no-rollout)")
+    else:
+        failed = outcome.failed_gate
+        lines.append(
+            f"{outcome.proposal_id} failed the {failed.name if failed else '?'} gate; nothing rolled out"
+        )
+    if outcome.gates:
+        lines.append(
+            "gates: "
+            + ", ".join(
+                f"{g.name} {'skipped' if g.skipped else 'ok' if g.ok else 'FAILED'} {g.seconds:.2f}s"
+                for g in outcome.gates
+            )
+        )
+    for d in outcome.diagnostics:
+        plugin = f" [{d.plugin}]" if d.plugin else ""
+        report = f" (report line {d.report_line})" if d.report_line else ""
+        lines.append(
+            f"  {safe(d.location())}: {d.severity.value} {d.code}: {safe(d.message)}{plugin}{report}"
+        )
+    if outcome.branch and outcome.status == "gate_failed":
+        lines.append(
+            f"branch kept for inspection: {outcome.branch.removeprefix('refs/heads/')} ({outcome.commit and outcome.commit[:12]})"
+        )
+    if outcome.rollback is not None and outcome.status != "validated":
+        lines.append(
+            f"rollback ready: {outcome.rollback.ref} ({outcome.rollback.commit[:12]}, proven); "
+            f"undo with: executor rollback {outcome.proposal_id}"
+        )
+        for name, path in outcome.rollback.files.items():
+            lines.append(f"  rollback artifact {name}: {path}")
+    lines += [safe(note) for note in outcome.notes]
+    return lines
+
+
+@click.command(name="run")
+@click.argument("proposal_id", required=False)
+@click.option(
+    "--repo",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("."),
+    show_default="current directory",
+    help="The target git repository.",
+)
+@click.option("--base", help="Base branch (default: the repository's current branch).")
+@click.option(
+    "--no-rollout", is_flag=True, help="Stop after the gates: commit on proposals/<id>, base untouched."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
+@click.option("--by", help="Who runs it (audit log); default: the OS user.")
+@click.pass_context
+def run_command(
+    ctx: click.Context,
+    proposal_id: str | None,
+    repo: Path,
+    base: str | None,
+    no_rollout: bool,
+    as_json: bool,
+    by: str | None,
+) -> None:
+    """Run an approved proposal: gates, commit on proposals/<id>, rollout, rollback artifact.
+
+    \b
+    Gates, in order, each hard pass/fail: approval, paths and content, static
+    checks, sandbox validation, rollback built and proven; then the rollout.
+    Exit 0 rolled out (or validated with --no-rollout, or already rolled out);
+    1 a gate failed (nothing rolled out; the branch is kept); 2 refused before
+    any change (unknown id, no executable file changes, not a repository);
+    3 infrastructure (store, Docker).
+    """
+    from executor.cli import _actor, _print_json, _proposal_id, _settings, _store
+    from executor.plugins import load_plugins
+    from executor.run import Runner, outcome_json
+    from executor.store.runs import RunStore
+
+    if proposal_id is None:
+        raise click.UsageError("name the proposal to run: executor run PROPOSAL_ID")
+    _proposal_id(ctx, None, proposal_id)  # type: ignore[arg-type]
+    settings = _settings(ctx)
+    store = _store(ctx)
+    from executor_sandbox.pool import Sandboxes
+
+    with _progress(not as_json) as progress:
+        runner = Runner(
+            settings=settings,
+            store=store,
+            runs=RunStore(store),
+            plugins=load_plugins(settings.plugins),
+            sandboxes=Sandboxes(settings.sandbox),
+            actor=_actor(by),
+            progress=progress,  # type: ignore[arg-type]
+        )
+        outcome = runner.run(proposal_id, repo, base, rollout=not no_rollout)
+    if as_json:
+        _print_json(outcome_json(outcome))
+    else:
+        for line in _summary(outcome):
+            click.echo(line)
+    ctx.exit(int(outcome.exit_code))
+
+
+@click.command(name="rollback")
+@click.argument("proposal_id")
+@click.option(
+    "--repo",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("."),
+    show_default="current directory",
+    help="The repository the proposal was rolled out to.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
+@click.option("--by", help="Who rolls back (audit log); default: the OS user.")
+@click.pass_context
+def rollback_command(ctx: click.Context, proposal_id: str, repo: Path, as_json: bool, by: str | None) -> None:
+    """Undo a rollout with its warm, proven rollback.
+
+    \b
+    The base moves to the prepared revert commit (if it moved on since the
+    rollout, the revert is rebuilt on it and proven again, or refused with the
+    paths that changed since). Rolling back twice is a no-op that says so.
+    Exit 0 rolled back (or already); 1 the rollback cannot be applied as proven
+    (nothing changed); 2 nothing to roll back; 3 infrastructure.
+    """
+    import time
+
+    from executor_rollback.records import roll_back
+
+    from executor.cli import _actor, _print_json, _proposal_id, _store
+    from executor.gitrepo import TargetRepo
+    from executor.store.runs import RunStore
+
+    _proposal_id(ctx, None, proposal_id)  # type: ignore[arg-type]
+    began = time.monotonic()
+    target = TargetRepo(repo)
+    try:
+        outcome = roll_back(target, RunStore(_store(ctx)), proposal_id, _actor(by))
+    finally:
+        target.close()
+    outcome.seconds = round(time.monotonic() - began, 6)
+    if as_json:
+        _print_json(outcome.model_dump(mode="json"))
+        return
+    base = outcome.base.removeprefix("refs/heads/")
+    if outcome.status == "rolled_back":
+        how = " (revert rebuilt on the moved base and proven again)" if outcome.rebuilt else ""
+        click.echo(f"rolled back {proposal_id}: {base} is now at {str(outcome.commit)[:12]}{how}")
+    for note in outcome.notes:
+        click.echo(note)
+
+
+@click.command(name="rollbacks")
+@click.option(
+    "--repo",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Only this repository (default: all).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def rollbacks_command(ctx: click.Context, repo: Path | None, as_json: bool) -> None:
+    """Rollback artifacts and their state: warm, stale, applied, orphaned, abandoned, pending."""
+    from executor_rollback.records import live_state
+
+    from executor.cli import _print_json, _store
+    from executor.errors import RefusedError
+    from executor.gitrepo import TargetRepo
+    from executor.store.runs import RunStore
+
+    runs = RunStore(_store(ctx))
+    records = runs.rollbacks(repo=str(repo.resolve()) if repo is not None else None)
+    repos: dict[str, TargetRepo | None] = {}
+    rows = []
+    for record in records:
+        if record.repo not in repos:
+            try:
+                repos[record.repo] = TargetRepo(record.repo)
+            except RefusedError:
+                repos[record.repo] = None
+        target = repos[record.repo]
+        state = live_state(target, record) if target is not None else "repository missing"
+        rows.append(
+            {
+                "proposal_id": record.proposal_id,
+                "state": state,
+                "repo": record.repo,
+                "base": record.base_ref,
+                "ref": record.ref,
+                "rollout_commit": record.rollout_commit,
+                "revert_commit": record.revert_commit,
+                "created_at": record.created_at.isoformat(),
+                "applied_at": record.applied_at.isoformat() if record.applied_at else None,
+                "files": record.files,
+                "plugins": record.plugins,
+                "proof": record.proof,
+            }
+        )
+    for target in repos.values():
+        if target is not None:
+            target.close()
+    if as_json:
+        _print_json(rows)
+        return
+    if not rows:
+        click.echo("no rollback artifacts; they are made by: executor run PROPOSAL_ID", err=True)
+        return
+    from rich.table import Table
+
+    from executor.render import safe, stdout_console
+
+    table = Table("proposal", "state", "base", "rollout", "revert", "repository", box=None, pad_edge=False)
+    for row in rows:
+        table.add_row(
+            str(row["proposal_id"]),
+            str(row["state"]),
+            str(row["base"]).removeprefix("refs/heads/"),
+            str(row["rollout_commit"])[:12],
+            str(row["revert_commit"])[:12],
+            safe(str(row["repo"])),
+        )
+    stdout_console().print(table)

@@ -1,0 +1,351 @@
+"""The target repository, as the executor changes it: objects and refs only, never a hook.
+
+Commits are built from git objects (GitPython writes blobs, trees and commits
+in-process; a throw-away index lives in a temporary file), so the user's
+working tree and index are never read or written, no file from a proposal ever
+lands on disk, and there is no worktree to leave behind. Every git command the
+executor runs gets ``core.hooksPath=/dev/null`` (and no fsmonitor) through
+``GIT_CONFIG_*`` variables: no repository hook runs, ``reference-transaction``
+included. Refs move only by compare-and-swap (``git update-ref NEW OLD``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import fnmatch
+import os
+import tomllib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from io import BytesIO
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from executor.errors import InfrastructureError, RefusedError
+from executor.paths import GIT_METADATA_FILES, collision_key
+
+if TYPE_CHECKING:
+    import git
+
+#: Config every git command of the executor runs with, whatever the repository says.
+SAFE_CONFIG = {
+    "core.hooksPath": "/dev/null",
+    "core.fsmonitor": "false",
+    "core.splitIndex": "false",
+    "gc.auto": "0",
+}
+REPO_CONFIG = ".executor.toml"  # the target repository's own rules for proposals, read at the base commit
+BLOB, EXECUTABLE, SYMLINK, TREE, SUBMODULE = 0o100644, 0o100755, 0o120000, 0o040000, 0o160000
+ACTOR_NAME, ACTOR_EMAIL = "proposal-executor", "proposal-executor@localhost"
+_EMPTY_TREE = bytes.fromhex("4b825dc642cb6eb9a060e54bf8d69288fbee4904")
+
+
+def safe_environment() -> dict[str, str]:
+    env = {"GIT_CONFIG_COUNT": str(len(SAFE_CONFIG)), "GIT_TERMINAL_PROMPT": "0", "GIT_OPTIONAL_LOCKS": "0"}
+    for index, (key, value) in enumerate(SAFE_CONFIG.items()):
+        env[f"GIT_CONFIG_KEY_{index}"] = key
+        env[f"GIT_CONFIG_VALUE_{index}"] = value
+    return env
+
+
+@dataclass(frozen=True)
+class RepoRules:
+    """``.executor.toml`` of the target repository at the base commit."""
+
+    allow: tuple[str, ...] | None = None  # globs a proposal's paths must match ('*' crosses '/')
+    git_metadata: bool = False  # may proposals write .gitmodules / .gitattributes
+
+    def problems(self, paths: list[str]) -> list[str]:
+        out = []
+        for path in paths:
+            if path == REPO_CONFIG:
+                out.append(f"{path}: proposals may not change the repository's executor rules")
+            elif path.rsplit("/", 1)[-1].casefold() in GIT_METADATA_FILES and not self.git_metadata:
+                out.append(
+                    f"{path}: changes how git reads the repository; allowed only with "
+                    f"git_metadata = true under [paths] in {REPO_CONFIG}"
+                )
+            elif self.allow is not None and not any(fnmatch.fnmatchcase(path, g) for g in self.allow):
+                out.append(f"{path}: not matched by [paths] allow in {REPO_CONFIG} ({', '.join(self.allow)})")
+        return out
+
+
+@dataclass(frozen=True)
+class TreeEntry:
+    mode: int
+    sha: str
+
+
+@dataclass
+class Change:
+    """A commit's worth of file writes: path -> new bytes (None: remove the path)."""
+
+    files: Mapping[str, bytes | None]
+    modes: dict[str, int] = field(default_factory=dict)
+
+
+class TargetRepo:
+    """The repository at ``path`` (a work tree or bare), with every git command made hook-free."""
+
+    def __init__(self, path: str | Path) -> None:
+        import git
+
+        try:
+            self.repo = git.Repo(path)
+        except (git.InvalidGitRepositoryError, git.NoSuchPathError) as exc:
+            raise RefusedError(
+                f"{path} is not a git repository", hint="pass --repo with the target repository"
+            ) from exc
+        self.repo.git.update_environment(**safe_environment())
+        self.path = Path(path).resolve()
+        self.common_dir = Path(self.repo.common_dir).resolve()
+
+    def close(self) -> None:
+        self.repo.close()
+
+    # -- reading -----------------------------------------------------------------------
+
+    def base_branch(self, name: str | None) -> str:
+        """``refs/heads/<name>``, or the branch HEAD is on; refused when there is none."""
+        if name is None:
+            try:
+                ref = self.repo.git.symbolic_ref("-q", "HEAD")
+            except Exception as exc:
+                raise RefusedError(
+                    f"{self.path} has a detached HEAD, so there is no current branch to use as the base",
+                    hint="name the base branch with --base",
+                ) from exc
+            return str(ref).strip()
+        ref = name if name.startswith("refs/heads/") else f"refs/heads/{name}"
+        if self.resolve(ref) is None:
+            raise RefusedError(f"{self.path} has no branch {name!r}", hint="pass an existing --base")
+        return ref
+
+    def resolve(self, ref: str) -> str | None:
+        """The commit a ref points at, or None."""
+        import git
+
+        try:
+            return str(self.repo.git.rev_parse("--verify", "-q", f"{ref}^{{commit}}")).strip() or None
+        except git.GitCommandError:
+            return None
+
+    def commit(self, sha: str) -> git.Commit:
+        return self.repo.commit(sha)
+
+    def entry(self, commit: str, path: str) -> TreeEntry | None:
+        """The tree entry at ``path`` in ``commit`` (a blob, symlink, submodule or tree), or None."""
+        tree = self.repo.commit(commit).tree
+        try:
+            item = tree[path]
+        except KeyError:
+            return None
+        return TreeEntry(int(item.mode), str(item.hexsha))
+
+    def read(self, commit: str, path: str) -> bytes | None:
+        entry = self.entry(commit, path)
+        if entry is None or entry.mode not in (BLOB, EXECUTABLE):
+            return None
+        return bytes(self.repo.odb.stream(bytes.fromhex(entry.sha)).read())
+
+    def rules(self, commit: str) -> RepoRules:
+        """The repository's ``.executor.toml`` at ``commit``; a broken one refuses the run."""
+        data = self.read(commit, REPO_CONFIG)
+        if data is None:
+            return RepoRules()
+        try:
+            table = tomllib.loads(data.decode("utf-8")).get("paths", {})
+            allow = table.get("allow")
+            git_metadata = table.get("git_metadata", False)
+            if allow is not None and not (isinstance(allow, list) and all(isinstance(g, str) for g in allow)):
+                raise ValueError("[paths] allow must be a list of glob strings")
+            if not isinstance(git_metadata, bool):
+                raise ValueError("[paths] git_metadata must be true or false")
+        except (UnicodeDecodeError, tomllib.TOMLDecodeError, ValueError, AttributeError) as exc:
+            raise RefusedError(
+                f"{REPO_CONFIG} in the target repository at {commit[:12]} is invalid: {exc}",
+                hint=f"fix {REPO_CONFIG} on the base branch",
+            ) from exc
+        return RepoRules(tuple(allow) if allow is not None else None, git_metadata)
+
+    def tree_problems(self, commit: str, paths: list[str]) -> list[str]:
+        """Why writing ``paths`` as regular files onto ``commit``'s tree would be wrong, one line each.
+
+        Never through or over a symlink or submodule; never a file where a
+        directory is or the reverse; never a second spelling of an existing path.
+        """
+        tree = self.repo.commit(commit).tree
+        existing: dict[str, str] = {}
+        for item in tree.traverse():
+            path = str(getattr(item, "path", ""))
+            existing.setdefault(collision_key(path), path)
+        out = []
+        for path in paths:
+            parts = path.split("/")
+            for depth in range(1, len(parts) + 1):
+                prefix = "/".join(parts[:depth])
+                last = depth == len(parts)
+                try:
+                    item = tree[prefix]
+                except KeyError:
+                    spelled = existing.get(collision_key(prefix))
+                    if spelled is not None:
+                        out.append(
+                            f"{path}: the repository has {spelled!r}, the same name on case-insensitive filesystems"
+                        )
+                        break
+                    continue
+                mode = int(item.mode)
+                if mode == SYMLINK:
+                    out.append(
+                        f"{path}: {prefix!r} is a symlink in the repository; nothing is written through or over one"
+                    )
+                    break
+                if mode == SUBMODULE:
+                    out.append(f"{path}: {prefix!r} is a submodule; proposals cannot change it")
+                    break
+                if last and mode == TREE:
+                    out.append(f"{path}: is a directory in the repository; a file cannot replace it")
+                elif not last and mode != TREE:
+                    out.append(f"{path}: {prefix!r} is a file in the repository, not a directory")
+                    break
+        return out
+
+    def changed_paths(self, old: str, new: str) -> set[str]:
+        """Paths whose entries differ between two commits (no rename detection)."""
+        if old == new:
+            return set()
+        out = self.repo.git.diff_tree("-r", "-z", "--name-only", "--no-renames", "--no-ext-diff", old, new)
+        return {p for p in str(out).split("\0") if p}
+
+    def is_ancestor(self, ancestor: str, descendant: str) -> bool:
+        import git
+
+        try:
+            self.repo.git.merge_base("--is-ancestor", ancestor, descendant)
+        except git.GitCommandError:
+            return False
+        return True
+
+    # -- writing -----------------------------------------------------------------------
+
+    def write_commit(self, parents: list[str], onto: str, change: Change, message: str) -> str:
+        """A commit with ``parents`` whose tree is ``onto``'s tree with ``change`` applied; its sha.
+
+        Objects only, written in-process: no index (GitPython's
+        ``IndexFile.from_tree`` moves the user's index aside while it works,
+        which a kill -9 would turn into a lost index), no working tree, no hook.
+        """
+        import git
+
+        updates: dict[str, tuple[int, bytes] | None] = {}
+        for path, data in change.files.items():
+            if data is None:
+                updates[path] = None
+            else:
+                updates[path] = (change.modes.get(path, BLOB), self._store(git.Blob.type, data))
+        root = bytes.fromhex(str(self.repo.commit(onto).tree.hexsha))
+        tree = self._write_tree(root, updates)
+        actor = git.Actor(ACTOR_NAME, ACTOR_EMAIL)
+        stamp = f"{int(_now())} +0000"
+        commit = git.Commit.create_from_tree(
+            self.repo,
+            tree.hex(),
+            message,
+            parent_commits=[self.repo.commit(p) for p in parents],
+            head=False,
+            author=actor,
+            committer=actor,
+            author_date=stamp,
+            commit_date=stamp,
+        )
+        return str(commit.hexsha)
+
+    def _store(self, kind: str, data: bytes) -> bytes:
+        from gitdb import IStream  # type: ignore[import-untyped]
+
+        return bytes(self.repo.odb.store(IStream(kind, len(data), BytesIO(data))).binsha)
+
+    def _write_tree(self, tree: bytes | None, updates: Mapping[str, tuple[int, bytes] | None]) -> bytes:
+        """Tree ``tree`` (None: empty) with ``updates`` (relative path -> (mode, blob) or None) applied."""
+        import git
+        from git.objects.fun import tree_entries_from_data, tree_to_stream
+
+        entries: dict[str, tuple[bytes, int]] = {}
+        if tree is not None:
+            data = self.repo.odb.stream(tree).read()
+            entries = {name: (sha, mode) for sha, mode, name in tree_entries_from_data(data)}
+        deeper: dict[str, dict[str, tuple[int, bytes] | None]] = {}
+        for path, update in updates.items():
+            head, _, rest = path.partition("/")
+            if rest:
+                deeper.setdefault(head, {})[rest] = update
+            elif update is None:
+                entries.pop(head, None)
+            else:
+                entries[head] = (update[1], update[0])
+        for name, sub in deeper.items():
+            current = entries.get(name)
+            below = current[0] if current is not None and current[1] == TREE else None
+            written = self._write_tree(below, sub)
+            if written == _EMPTY_TREE:
+                entries.pop(name, None)
+            else:
+                entries[name] = (written, TREE)
+        # git's order: byte-wise by name, a tree's name compared as if it ended in '/'.
+        ordered = sorted(
+            entries.items(), key=lambda item: item[0].encode() + (b"/" if item[1][1] == TREE else b"")
+        )
+        out = BytesIO()
+        tree_to_stream([(sha, mode, name) for name, (sha, mode) in ordered], out.write)
+        return self._store(git.Tree.type, out.getvalue())
+
+    def update_ref(self, ref: str, new: str, old: str | None, reason: str) -> bool:
+        """Move ``ref`` to ``new`` if it still points at ``old`` (None: must not exist); False if it moved."""
+        import git
+
+        expected = old if old is not None else "0" * 40
+        try:
+            self.repo.git.update_ref("-m", reason, ref, new, expected)
+        except git.GitCommandError as exc:
+            if self.resolve(ref) != old:
+                return False
+            raise InfrastructureError(
+                f"git update-ref {ref} failed in {self.path}: {exc.stderr.strip()}"
+            ) from exc
+        return True
+
+    def delete_ref(self, ref: str, old: str | None = None) -> None:
+        import git
+
+        with contextlib.suppress(git.GitCommandError):
+            self.repo.git.update_ref("-d", ref, *([old] if old else []))
+
+    @contextlib.contextmanager
+    def rollout_lock(self) -> Iterator[None]:
+        """Serializes rollouts and rollbacks on this repository across processes; dies with its holder."""
+        path = self.common_dir / "executor-rollout.lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def checked_out_at(self, ref: str) -> list[Path]:
+        """Work trees that have ``ref`` checked out (their files trail the branch once it moves)."""
+        out = self.repo.git.worktree("list", "--porcelain")
+        found, current = [], None
+        for line in str(out).splitlines():
+            if line.startswith("worktree "):
+                current = Path(line[len("worktree ") :])
+            elif line == f"branch {ref}" and current is not None:
+                found.append(current)
+        return found
+
+
+def _now() -> float:
+    import time
+
+    return time.time()

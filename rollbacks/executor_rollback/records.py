@@ -1,0 +1,140 @@
+"""Rollback records against the repository: settling crashed runs, live states, applying a rollback.
+
+States: ``pending`` (recorded, base not yet moved: only while a run holds the
+rollout lock, or after it was killed), ``warm`` (rolled out; the prepared
+revert applies to the base as it is), ``stale`` (warm, but the base moved on:
+the revert is rebuilt at rollback time), ``applied`` (rolled back),
+``orphaned`` (the rollout is no longer in the base branch), ``abandoned`` (the
+rollout never happened).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, Field
+
+from executor.errors import RefusedError
+from executor.gitrepo import TargetRepo
+from executor.plugin_api import Rollback
+from executor_rollback.revert import RollbackFailed, rebuild_revert
+
+if TYPE_CHECKING:
+    from executor.store.runs import RollbackRecord, RunStore
+
+
+def settle(repo: TargetRepo, runs: RunStore, actor: str) -> None:
+    """Resolve what killed runs left on this repository: pending records become warm or abandoned.
+
+    Under the rollout lock, no live run is between recording and moving the
+    base, so the branch alone tells which way a pending record went.
+    """
+    pending = [r for r in runs.rollbacks(repo=str(repo.path)) if r.state == "pending"]
+    if not pending:
+        return
+    with repo.rollout_lock():
+        for record in runs.rollbacks(repo=str(repo.path)):
+            if record.state != "pending":
+                continue
+            tip = repo.resolve(record.base_ref)
+            rolled_out = tip is not None and repo.is_ancestor(record.rollout_commit, tip)
+            runs.set_rollback_state(record.seq, "warm" if rolled_out else "abandoned", actor=actor)
+
+
+def live_state(repo: TargetRepo, record: RollbackRecord) -> str:
+    if record.state != "warm":
+        return record.state
+    tip = repo.resolve(record.base_ref)
+    if tip == record.rollout_commit:
+        return "warm"
+    if tip is not None and repo.is_ancestor(record.rollout_commit, tip):
+        return "stale"
+    return "orphaned"
+
+
+def keep_artifacts(home: Path, proposal_id: str, rollbacks: list[Rollback]) -> dict[str, str]:
+    """Write each plugin's rollback artifacts under ``home/rollbacks/<id>/<plugin>/``; name -> path."""
+    kept: dict[str, str] = {}
+    for rollback in rollbacks:
+        directory = home / "rollbacks" / proposal_id / rollback.plugin
+        for name, text in rollback.artifacts.items():
+            if "/" in name or name in ("", ".", ".."):
+                raise RefusedError(
+                    f"plugin {rollback.plugin!r} named a rollback artifact {name!r}; use a plain file name"
+                )
+            directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            path = directory / name
+            with tempfile.NamedTemporaryFile("w", dir=directory, delete=False, encoding="utf-8") as handle:
+                handle.write(text)
+            os.replace(handle.name, path)
+            kept[f"{rollback.plugin}/{name}"] = str(path)
+    return kept
+
+
+class RollbackOutcome(BaseModel):
+    proposal_id: str
+    status: str  # "rolled_back" or "already_rolled_back"
+    repo: str
+    base: str
+    commit: str | None = Field(default=None, description="The revert commit the base now points at.")
+    rebuilt: bool = Field(
+        default=False, description="The base had moved on: the revert was rebuilt and proven again."
+    )
+    plugins: list[dict[str, Any]] = Field(
+        default_factory=list, description="Plugin rollbacks to run outside git."
+    )
+    notes: list[str] = Field(default_factory=list)
+    seconds: float = 0.0
+
+
+def roll_back(repo: TargetRepo, runs: RunStore, proposal_id: str, actor: str) -> RollbackOutcome:
+    """Undo a rollout: the base moves to the prepared (or rebuilt) revert, by compare-and-swap."""
+    settle(repo, runs, actor)
+    records = [
+        r for r in runs.rollbacks(proposal_id=proposal_id, repo=str(repo.path)) if r.state != "abandoned"
+    ]
+    if not records:
+        raise RefusedError(
+            f"proposal {proposal_id} was never rolled out to {repo.path}, so there is nothing to roll back",
+            hint="see: executor rollbacks",
+        )
+    record = records[-1]
+    outcome = RollbackOutcome(
+        proposal_id=proposal_id,
+        status="rolled_back",
+        repo=str(repo.path),
+        base=record.base_ref,
+        plugins=record.plugins,
+    )
+    if record.state == "applied":
+        outcome.status, outcome.commit = "already_rolled_back", record.applied_commit
+        outcome.notes.append(
+            f"already rolled back in {str(record.applied_commit)[:12]} at {record.applied_at}; nothing to do"
+        )
+        return outcome
+    with repo.rollout_lock():
+        tip = repo.resolve(record.base_ref)
+        if tip is None or not repo.is_ancestor(record.rollout_commit, tip):
+            raise RefusedError(
+                f"the rollout {record.rollout_commit[:12]} of proposal {proposal_id} is no longer in "
+                f"{record.base_ref}, so there is nothing to roll back there"
+            )
+        if tip == record.rollout_commit:
+            target = record.revert_commit
+        else:
+            target = rebuild_revert(repo, proposal_id, tip, record.rollout_commit, record.files)
+            outcome.rebuilt = True
+        if not repo.update_ref(record.base_ref, target, tip, f"executor: roll back proposal {proposal_id}"):
+            raise RollbackFailed(f"{record.base_ref} moved during the rollback; nothing was changed, retry")
+        runs.set_rollback_state(record.seq, "applied", actor=actor, applied_commit=target)
+    outcome.commit = target
+    for plugin in record.plugins:
+        for name in plugin.get("artifacts", {}):
+            outcome.notes.append(
+                f"plugin {plugin.get('plugin')!r} rollback {name!r}: apply it where the change was deployed "
+                "(see executor rollbacks --json for its steps)"
+            )
+    return outcome

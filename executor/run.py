@@ -225,9 +225,7 @@ class Runner:
                 reversible=True,
                 plugins=[Rollback.model_validate(p) for p in record.plugins],
             ),
-            notes=[
-                f"already rolled out in {record.rollout_commit[:12]} (run {record.run_id}); nothing to do"
-            ],
+            notes=[f"rolled out by run {record.run_id} at {record.created_at:%Y-%m-%d %H:%M:%S} UTC"],
         )
 
     # -- the gates -----------------------------------------------------------------------

@@ -1,0 +1,379 @@
+"""``executor run`` and ``executor rollback`` end to end: a real repository, real sandboxes, the seeds."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from executor_rollback.records import RollbackOutcome, roll_back
+from executor_rollback.revert import RollbackFailed
+from executor_sandbox.pool import Sandboxes
+
+from executor.config import load_settings
+from executor.errors import RefusedError
+from executor.gitrepo import TargetRepo
+from executor.plugins import Plugins
+from executor.run import Runner, RunOutcome, proposal_branch, rollback_ref
+from executor.store import open_store
+from executor.store.runs import RunStore
+from tests.conftest import SEED_IDS, Cli, run_executor, seed
+
+pytestmark = pytest.mark.docker
+pytest_plugins = ["executor.testing"]
+
+HOOKS = (
+    "pre-commit",
+    "commit-msg",
+    "post-commit",
+    "reference-transaction",
+    "post-checkout",
+    "post-merge",
+    "pre-push",
+)
+
+
+def git(repo: Path, *args: str) -> str:
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+    }
+    return subprocess.run(
+        ["git", "-C", str(repo), *args], check=True, capture_output=True, text=True, env=env
+    ).stdout.strip()
+
+
+def commit_file(repo: Path, path: str, content: str, message: str = "change") -> str:
+    target = repo / path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(content)
+    git(repo, "add", path)
+    git(repo, "-c", "core.hooksPath=/dev/null", "commit", "-qm", message)
+    return git(repo, "rev-parse", "HEAD")
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """A target repository with one commit, on branch main, with hooks that leave a mark if they ever run."""
+    path = tmp_path / "target"
+    path.mkdir()
+    git(path, "init", "-q", "-b", "main")
+    commit_file(path, "README.md", "# app\n", "init")
+    marks = tmp_path / "hook-ran"
+    for hook in HOOKS:
+        script = path / ".git" / "hooks" / hook
+        script.write_text(f"#!/bin/sh\necho {hook} >> {marks}\n")
+        script.chmod(0o755)
+    return path
+
+
+@pytest.fixture
+def approve(run_cli: Cli) -> Callable[[str], str]:
+    def do(prefix: str) -> str:
+        assert run_cli("ingest", seed(prefix)).exit_code == 0
+        proposal_id = SEED_IDS[prefix]
+        result = run_cli("approve", proposal_id, "--by", "tester")
+        assert result.exit_code == 0, result.output
+        return proposal_id
+
+    return do
+
+
+@pytest.fixture
+def runner(executor_plugins: Plugins, sandboxes: Sandboxes) -> Callable[..., Runner]:
+    def make(progress: Callable[[str, str], None] | None = None) -> Runner:
+        settings = load_settings()
+        store = open_store(settings)
+        return Runner(
+            settings=settings,
+            store=store,
+            runs=RunStore(store),
+            plugins=executor_plugins,
+            sandboxes=sandboxes,
+            actor="test",
+            progress=progress,
+        )
+
+    return make
+
+
+def rollback(repo: Path, proposal_id: str) -> RollbackOutcome:
+    settings = load_settings()
+    target = TargetRepo(repo)
+    try:
+        return roll_back(target, RunStore(open_store(settings)), proposal_id, "test")
+    finally:
+        target.close()
+
+
+def state_of(repo: Path) -> tuple[str, str, str]:
+    """What the user sees of their repository: the index, the working tree status, and HEAD's branch."""
+    return (
+        (repo / ".git" / "index").read_bytes().hex(),
+        git(repo, "status", "--porcelain", "--untracked-files=all"),
+        git(repo, "symbolic-ref", "HEAD"),
+    )
+
+
+def test_seed_003_rolls_out_and_rolls_back_to_the_exact_base(
+    repo: Path, approve: Callable[[str], str], runner: Callable[..., Runner], tmp_path: Path
+) -> None:
+    proposal_id = approve("003")
+    base = git(repo, "rev-parse", "main")
+    (repo / "scratch.txt").write_text("the user's work in progress\n")
+    before = state_of(repo)
+
+    outcome = runner().run(proposal_id, repo, None)
+
+    assert outcome.status == "rolled_out", outcome.gates
+    assert [(g.name, g.ok) for g in outcome.gates] == [
+        ("approval", True),
+        ("paths", True),
+        ("static", True),
+        ("sandbox", True),
+        ("rollback", True),
+        ("rollout", True),
+    ]
+    assert outcome.diagnostics == []
+    # One commit on proposals/<id> with exactly the proposal's file, and the trailers.
+    assert git(repo, "rev-parse", proposal_branch(proposal_id)) == outcome.commit
+    assert git(repo, "rev-parse", f"{outcome.commit}^") == base
+    assert (
+        git(repo, "diff-tree", "-r", "--name-status", "--no-commit-id", str(outcome.commit))
+        == "A\tgenerated_1.sql"
+    )
+    message = git(repo, "log", "-1", "--format=%B", str(outcome.commit))
+    assert message.startswith("Make.com Scenario Generation")
+    for trailer in (
+        "Proposal-Id: " + proposal_id,
+        "Proposal-Digest: ",
+        "Approved-By: tester",
+        "Executor-Version: ",
+    ):
+        assert trailer in message
+    assert git(repo, "show", f"{outcome.commit}:generated_1.sql").startswith(
+        "CREATE TABLE IF NOT EXISTS users"
+    )
+    # Fast-forward: the base is the proposal commit.
+    assert git(repo, "rev-parse", "main") == outcome.commit == outcome.rollout_commit
+    # The warm rollback: a revert commit whose tree is the old base's, and the proven down migration.
+    assert outcome.rollback is not None
+    revert = git(repo, "rev-parse", rollback_ref(proposal_id))
+    assert revert == outcome.rollback.commit
+    assert git(repo, "rev-parse", f"{revert}^{{tree}}") == git(repo, "rev-parse", f"{base}^{{tree}}")
+    [sql] = outcome.rollback.plugins
+    assert (sql.plugin, sql.reversible, sql.proven) == ("sql", True, True)
+    down = Path(outcome.rollback.files["sql/down.sql"]).read_text()
+    assert down == "DROP TABLE public.interactions;\nDROP TABLE public.scenarios;\nDROP TABLE public.users;\n"
+    # Nothing of the user's was touched, and no hook ran.
+    assert state_of(repo)[0] == before[0], "the index is the user's, byte for byte"
+    assert (repo / "scratch.txt").read_text() == "the user's work in progress\n"
+    assert not (tmp_path / "hook-ran").exists()
+
+    again = runner().run(proposal_id, repo, None)
+    assert again.status == "already_rolled_out"
+    assert again.exit_code == 0
+    assert git(repo, "rev-parse", "main") == outcome.commit, "no new commit"
+
+    undone = rollback(repo, proposal_id)
+    assert undone.status == "rolled_back"
+    assert git(repo, "rev-parse", "main") == revert
+    assert git(repo, "rev-parse", "main^{tree}") == git(repo, "rev-parse", f"{base}^{{tree}}")
+    twice = rollback(repo, proposal_id)
+    assert twice.status == "already_rolled_back"
+    assert git(repo, "rev-parse", "main") == revert
+    assert not (tmp_path / "hook-ran").exists()
+
+
+@pytest.mark.parametrize("prefix", ["000", "001"])
+def test_seeds_without_file_changes_are_refused_before_anything_changes(
+    prefix: str, repo: Path, run_cli: Cli, runner: Callable[..., Runner]
+) -> None:
+    assert run_cli("ingest", seed(prefix)).exit_code == 0
+    refs = git(repo, "for-each-ref")
+    with pytest.raises(RefusedError, match="no executable file changes"):
+        runner().run(SEED_IDS[prefix], repo, None)
+    assert git(repo, "for-each-ref") == refs
+
+
+@pytest.mark.parametrize(
+    ("prefix", "located"),
+    [
+        (
+            "002",
+            [("generated_1.sql", 5, 30, "sql.42601"), ("generated_1.sql", 14, 54, "sql.mysql-on-update")],
+        ),
+        (
+            "004",
+            [
+                ("migrations/001_create_table.sql", 5, 54, "sql.42601"),
+                ("migrations/001_create_table.sql", 5, 72, "sql.slash-comment"),
+                ("migrations/002_create_users_table.sql", 3, 65, "sql.42883"),
+                ("migrations/003_create_metrics_table.sql", 4, 18, "sql.slash-comment"),
+                ("migrations/003_create_metrics_table.sql", 6, 41, "sql.mysql-on-update"),
+            ],
+        ),
+    ],
+)
+def test_seeds_with_broken_sql_fail_their_gates_with_located_errors(
+    prefix: str,
+    located: list[tuple[str, int, int, str]],
+    repo: Path,
+    approve: Callable[[str], str],
+    runner: Callable[..., Runner],
+) -> None:
+    proposal_id = approve(prefix)
+    base = git(repo, "rev-parse", "main")
+    outcome = runner().run(proposal_id, repo, None)
+    assert outcome.status == "gate_failed"
+    assert outcome.exit_code == 1
+    assert [(d.path, d.line, d.column, d.code) for d in outcome.diagnostics if d.is_error] == located
+    failed = outcome.failed_gate
+    assert failed is not None
+    assert failed.name == "static"
+    assert git(repo, "rev-parse", "main") == base, "nothing rolled out"
+    assert git(repo, "rev-parse", proposal_branch(proposal_id)) == outcome.commit, "the branch is kept"
+    assert outcome.rollback is None
+    with pytest.raises(RefusedError, match="never rolled out"):
+        rollback(repo, proposal_id)
+
+
+def test_unapproved_proposal_fails_the_approval_gate(
+    repo: Path, run_cli: Cli, runner: Callable[..., Runner]
+) -> None:
+    assert run_cli("ingest", seed("003")).exit_code == 0
+    outcome = runner().run(SEED_IDS["003"], repo, None)
+    assert outcome.status == "gate_failed"
+    assert [(g.name, g.ok) for g in outcome.gates] == [("approval", False)]
+    assert outcome.gates[0].message is not None
+    assert "executor approve" in outcome.gates[0].message
+    assert outcome.branch is None
+
+
+def test_base_moving_onto_the_same_path_fails_the_rollout_and_changes_nothing(
+    repo: Path, approve: Callable[[str], str], runner: Callable[..., Runner]
+) -> None:
+    proposal_id = approve("003")
+    moved: list[str] = []
+
+    def meanwhile(gate: str, detail: str) -> None:
+        if gate == "rollout" and not moved:  # another proposal lands on the same file first
+            moved.append(
+                commit_file(repo, "generated_1.sql", "CREATE TABLE other (id int);\n", "other proposal")
+            )
+
+    outcome = runner(meanwhile).run(proposal_id, repo, None)
+    assert outcome.status == "gate_failed"
+    failed = outcome.failed_gate
+    assert failed is not None
+    assert failed.name == "rollout"
+    assert failed.message is not None
+    assert "generated_1.sql" in failed.message
+    assert git(repo, "rev-parse", "main") == moved[0], "the base is as the other change left it"
+    assert git(repo, "for-each-ref", "refs/rollbacks") == ""
+
+
+def test_base_moving_elsewhere_gets_a_merge_and_a_rollback_that_is_rebuilt_later(
+    repo: Path, approve: Callable[[str], str], runner: Callable[..., Runner]
+) -> None:
+    proposal_id = approve("003")
+    moved: list[str] = []
+
+    def meanwhile(gate: str, detail: str) -> None:
+        if gate == "rollout" and not moved:
+            moved.append(commit_file(repo, "docs/notes.md", "unrelated\n", "unrelated work"))
+
+    outcome = runner(meanwhile).run(proposal_id, repo, None)
+    assert outcome.status == "rolled_out"
+    assert outcome.merged
+    tip = git(repo, "rev-parse", "main")
+    assert tip == outcome.rollout_commit
+    assert git(repo, "rev-list", "--parents", "-n1", tip).split()[1:] == [moved[0], str(outcome.commit)]
+    # Later work on other files: the prepared revert no longer applies as is; it is rebuilt and proven.
+    git(repo, "reset", "-q", "--hard")  # the checked-out work tree trails the branch the executor moved
+    later = commit_file(repo, "docs/more.md", "more\n", "later work")
+    undone = rollback(repo, proposal_id)
+    assert undone.rebuilt
+    assert git(repo, "rev-parse", "main^") == later
+    assert git(repo, "ls-tree", "-r", "--name-only", "main").split() == [
+        "README.md",
+        "docs/more.md",
+        "docs/notes.md",
+    ]
+
+
+def test_rollback_refuses_when_the_rolled_out_file_changed_since(
+    repo: Path, approve: Callable[[str], str], runner: Callable[..., Runner]
+) -> None:
+    proposal_id = approve("003")
+    assert runner().run(proposal_id, repo, None).status == "rolled_out"
+    git(repo, "reset", "-q", "--hard")
+    edited = commit_file(repo, "generated_1.sql", "-- edited by hand\n", "hand edit")
+    with pytest.raises(RollbackFailed, match=r"generated_1\.sql"):
+        rollback(repo, proposal_id)
+    assert git(repo, "rev-parse", "main") == edited
+
+
+def test_paths_gate_refuses_a_symlink_in_the_way_and_the_repository_allowlist(
+    repo: Path, approve: Callable[[str], str], runner: Callable[..., Runner]
+) -> None:
+    proposal_id = approve("003")
+    (repo / "elsewhere").mkdir()
+    os.symlink("elsewhere/real.sql", repo / "generated_1.sql")
+    git(repo, "add", "generated_1.sql")
+    git(repo, "-c", "core.hooksPath=/dev/null", "commit", "-qm", "a symlink")
+    outcome = runner().run(proposal_id, repo, None)
+    assert [(g.name, g.ok) for g in outcome.gates] == [("approval", True), ("paths", False)]
+    assert [(d.path, d.code) for d in outcome.diagnostics] == [("generated_1.sql", "path.repository")]
+    assert "symlink" in outcome.diagnostics[0].message
+    assert outcome.branch is None
+
+    git(repo, "rm", "-q", "generated_1.sql")
+    commit_file(repo, ".executor.toml", '[paths]\nallow = ["db/*.sql"]\n', "rules")
+    outcome = runner().run(proposal_id, repo, None)
+    assert [(g.name, g.ok) for g in outcome.gates] == [("approval", True), ("paths", False)]
+    assert "not matched by [paths] allow" in outcome.diagnostics[0].message
+
+
+def test_cli_run_json_and_exit_codes(repo: Path, approve: Callable[[str], str], sandboxes: Sandboxes) -> None:
+    proposal_id = approve("003")
+    result = run_executor("run", proposal_id, "--repo", repo, "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["status"] == "rolled_out"
+    assert data["exit_code"] == 0
+    assert data["branch"] == proposal_branch(proposal_id)
+    assert [g["name"] for g in data["gates"]] == [
+        "approval",
+        "paths",
+        "static",
+        "sandbox",
+        "rollback",
+        "rollout",
+    ]
+    assert data["rollback"]["ref"] == rollback_ref(proposal_id)
+    assert data["rollback"]["proven"] is True
+    listed = json.loads(run_executor("rollbacks", "--json").stdout)
+    assert [(r["proposal_id"], r["state"]) for r in listed] == [(proposal_id, "warm")]
+    undone = run_executor("rollback", proposal_id, "--repo", repo)
+    assert undone.returncode == 0, undone.stderr
+    assert "rolled back" in undone.stdout
+    assert "already rolled back" in run_executor("rollback", proposal_id, "--repo", repo).stdout
+    never = run_executor("rollback", SEED_IDS["002"], "--repo", repo)
+    assert never.returncode == 2
+    assert "never rolled out" in never.stderr
+    not_repo = run_executor("run", proposal_id, "--repo", repo / "README.md")
+    assert not_repo.returncode == 2
+
+
+def test_outcome_model_round_trips(repo: Path) -> None:
+    outcome = RunOutcome(
+        proposal_id="x", revision=1, digest="d", status="validated", repo=str(repo), base="refs/heads/main"
+    )
+    assert RunOutcome.model_validate(outcome.model_dump(mode="json")) == outcome

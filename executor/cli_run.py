@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import click
 
 if TYPE_CHECKING:
-    from executor.run import RunOutcome
+    from executor.run import Runner, RunOutcome
 
 
 @contextlib.contextmanager
@@ -93,7 +93,24 @@ def _summary(outcome: RunOutcome) -> list[str]:
 @click.option(
     "--no-rollout", is_flag=True, help="Stop after the gates: commit on proposals/<id>, base untouched."
 )
+@click.option(
+    "--all-approved", is_flag=True, help="Run every approved proposal not yet run on this repository."
+)
+@click.option(
+    "-j",
+    "--jobs",
+    type=click.IntRange(1, 32),
+    default=1,
+    show_default=True,
+    help="With --all-approved: runs at once.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
+@click.option(
+    "--junit", type=click.Path(dir_okay=False, path_type=Path), help="Also write a JUnit XML report here."
+)
+@click.option(
+    "--sarif", type=click.Path(dir_okay=False, path_type=Path), help="Also write a SARIF 2.1.0 report here."
+)
 @click.option("--by", help="Who runs it (audit log); default: the OS user.")
 @click.pass_context
 def run_command(
@@ -102,7 +119,11 @@ def run_command(
     repo: Path,
     base: str | None,
     no_rollout: bool,
+    all_approved: bool,
+    jobs: int,
     as_json: bool,
+    junit: Path | None,
+    sarif: Path | None,
     by: str | None,
 ) -> None:
     """Run an approved proposal: gates, commit on proposals/<id>, rollout, rollback artifact.
@@ -113,21 +134,23 @@ def run_command(
     Exit 0 rolled out (or validated with --no-rollout, or already rolled out);
     1 a gate failed (nothing rolled out; the branch is kept); 2 refused before
     any change (unknown id, no executable file changes, not a repository);
-    3 infrastructure (store, Docker).
+    3 infrastructure (store, Docker). With --all-approved: the worst of these.
     """
+    from executor_sandbox.pool import Sandboxes
+
     from executor.cli import _actor, _print_json, _proposal_id, _settings, _store
+    from executor.errors import ExitCode, InfrastructureError
     from executor.plugins import load_plugins
     from executor.run import Runner, outcome_json
     from executor.store.runs import RunStore
 
-    if proposal_id is None:
-        raise click.UsageError("name the proposal to run: executor run PROPOSAL_ID")
-    _proposal_id(ctx, None, proposal_id)  # type: ignore[arg-type]
+    if (proposal_id is None) == (not all_approved):
+        raise click.UsageError("name one proposal (executor run PROPOSAL_ID) or pass --all-approved")
+    if proposal_id is not None:
+        _proposal_id(ctx, None, proposal_id)  # type: ignore[arg-type]
     settings = _settings(ctx)
     store = _store(ctx)
-    from executor_sandbox.pool import Sandboxes
-
-    with _progress(not as_json) as progress:
+    with _progress(not as_json and not all_approved) as progress:
         runner = Runner(
             settings=settings,
             store=store,
@@ -137,13 +160,78 @@ def run_command(
             actor=_actor(by),
             progress=progress,  # type: ignore[arg-type]
         )
-        outcome = runner.run(proposal_id, repo, base, rollout=not no_rollout)
+        if proposal_id is not None:
+            outcomes = [runner.run(proposal_id, repo, base, rollout=not no_rollout)]
+            refused: list[dict[str, object]] = []
+        else:
+            outcomes, refused = _run_all(
+                runner, repo, base, rollout=not no_rollout, jobs=jobs, echo=not as_json
+            )
+    _write_ci_reports(outcomes, junit, sarif)
+    codes = [int(o.exit_code) for o in outcomes] + [int(str(r["exit_code"])) for r in refused]
     if as_json:
-        _print_json(outcome_json(outcome))
-    else:
-        for line in _summary(outcome):
+        _print_json(
+            outcome_json(outcomes[0]) if proposal_id is not None else [*map(outcome_json, outcomes), *refused]
+        )
+    elif proposal_id is not None:
+        for line in _summary(outcomes[0]):
             click.echo(line)
-    ctx.exit(int(outcome.exit_code))
+    else:
+        click.echo(
+            f"{len(outcomes) + len(refused)} approved proposal(s) run: "
+            f"{sum(o.status == 'rolled_out' for o in outcomes)} rolled out, "
+            f"{sum(o.status == 'gate_failed' for o in outcomes)} failed a gate, {len(refused)} refused"
+        )
+    if int(ExitCode.INFRASTRUCTURE) in codes:
+        raise InfrastructureError("an infrastructure error stopped some runs; see above")
+    ctx.exit(int(ExitCode.GATE_FAILED) if int(ExitCode.GATE_FAILED) in codes else max(codes, default=0))
+
+
+def _run_all(
+    runner: Runner, repo: Path, base: str | None, *, rollout: bool, jobs: int, echo: bool
+) -> tuple[list[RunOutcome], list[dict[str, object]]]:
+    """Every approved proposal not yet run, ``jobs`` at a time; refusals are collected, not raised."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from executor.errors import ExecutorError
+
+    ids = runner.not_yet_run(repo)
+    outcomes: list[RunOutcome] = []
+    refused: list[dict[str, object]] = []
+
+    def one(proposal_id: str) -> RunOutcome | dict[str, object]:
+        try:
+            return runner.run(proposal_id, repo, base, rollout=rollout)
+        except ExecutorError as exc:
+            return {
+                "proposal_id": proposal_id,
+                "status": "refused",
+                "exit_code": int(exc.exit_code),
+                "message": exc.message,
+            }
+
+    with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="run") as pool:
+        for result in pool.map(one, ids):
+            if isinstance(result, dict):
+                refused.append(result)
+                if echo:
+                    click.echo(f"{result['proposal_id']}: refused: {result['message']}")
+            else:
+                outcomes.append(result)
+                if echo:
+                    click.echo(_summary(result)[0])
+    return outcomes, refused
+
+
+def _write_ci_reports(outcomes: list[RunOutcome], junit: Path | None, sarif: Path | None) -> None:
+    if junit is None and sarif is None:
+        return
+    from executor import ci_reports
+
+    if junit is not None:
+        ci_reports.write_atomically(junit, ci_reports.junit(outcomes))
+    if sarif is not None:
+        ci_reports.write_atomically(sarif, ci_reports.sarif(outcomes))
 
 
 @click.command(name="rollback")

@@ -195,6 +195,22 @@ class Runner:
         finally:
             repo.close()
 
+    def not_yet_run(self, repo_path: Path) -> list[str]:
+        """Approved, executable proposals with no finished run of their current digest on this repository."""
+        from executor.models import Status
+
+        repo = str(repo_path.resolve())
+        done = {
+            (r.proposal_id, r.digest)
+            for r in self.runs.runs()
+            if r.repo == repo and r.status in ("rolled_out", "gate_failed", "validated")
+        }
+        return [
+            s.id
+            for s in self.store.summaries(status=Status.APPROVED)
+            if s.executable and (s.id, s.digest) not in done
+        ]
+
     def _already_rolled_out(self, repo: TargetRepo, proposal: Proposal, base_ref: str) -> RunOutcome | None:
         record = self.runs.latest_rollback(proposal.id, str(repo.path))
         tip = repo.resolve(base_ref)

@@ -30,6 +30,23 @@ def seed(prefix: str) -> Path:
     return next(p for p in SEED_FILES if p.name.startswith(prefix))
 
 
+def write_report(
+    directory: Path, proposal_id: str, path: str, content: str, opportunity: str = "Small change"
+) -> Path:
+    """A one-file ``idea_implementation`` report in the seeds' markdown form."""
+    directory.mkdir(parents=True, exist_ok=True)
+    report = directory / f"{proposal_id}.txt"
+    report.write_text(
+        "# FSAR Proposal Report\n"
+        f"- id: {proposal_id}\n- timestamp: 2026-01-02T19:12:25.611Z\n- severity: 6\n"
+        "- block_execution: false\n- proposal:\n\n"
+        f"idea_implementation: Create or update the file {path} with this complete content:\n\n"
+        f"{content}\n"
+        f"This is for opportunity: {opportunity}\n"
+    )
+    return report
+
+
 @pytest.fixture(autouse=True)
 def executor_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Every test gets its own state directory and none of the caller's settings."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from executor.plugins import Plugins
 from executor.run import Runner, RunOutcome, proposal_branch, rollback_ref
 from executor.store import open_store
 from executor.store.runs import RunStore
-from tests.conftest import SEED_IDS, Cli, run_executor, seed
+from tests.conftest import SEED_IDS, Cli, run_executor, seed, write_report
 
 pytestmark = pytest.mark.docker
 pytest_plugins = ["executor.testing"]
@@ -377,3 +378,86 @@ def test_outcome_model_round_trips(repo: Path) -> None:
         proposal_id="x", revision=1, digest="d", status="validated", repo=str(repo), base="refs/heads/main"
     )
     assert RunOutcome.model_validate(outcome.model_dump(mode="json")) == outcome
+
+
+def test_all_approved_runs_each_once_and_writes_junit_and_sarif(
+    repo: Path, approve: Callable[[str], str], run_cli: Cli, tmp_path: Path, sandboxes: Sandboxes
+) -> None:
+    failing, passing = approve("002"), approve("003")
+    assert run_cli("ingest", seed("004")).exit_code == 0  # not approved: not run
+    junit_path, sarif_path = tmp_path / "ci" / "junit.xml", tmp_path / "ci" / "results.sarif"
+    result = run_executor(
+        "run",
+        "--all-approved",
+        "-j",
+        "2",
+        "--repo",
+        repo,
+        "--junit",
+        junit_path,
+        "--sarif",
+        sarif_path,
+        "--json",
+    )
+    assert result.returncode == 1, result.stderr
+    by_id = {o["proposal_id"]: o for o in json.loads(result.stdout)}
+    assert {i: o["status"] for i, o in by_id.items()} == {failing: "gate_failed", passing: "rolled_out"}
+
+    import xml.etree.ElementTree as ET
+
+    suites = ET.parse(junit_path).getroot()
+    failed = {
+        (suite.get("name"), case.get("name"))
+        for suite in suites
+        for case in suite.iter("testcase")
+        if case.find("failure") is not None
+    }
+    assert failed == {(failing, "static"), (failing, "sandbox"), (failing, "generated_1.sql")}
+    sarif = json.loads(sarif_path.read_text())
+    assert sarif["version"] == "2.1.0"
+    located = [
+        (
+            r["ruleId"],
+            r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"],
+            r["locations"][0]["physicalLocation"]["region"]["startLine"],
+        )
+        for r in sarif["runs"][0]["results"]
+    ]
+    assert located == [("sql.42601", "generated_1.sql", 5), ("sql.mysql-on-update", "generated_1.sql", 14)]
+
+    again = run_executor("run", "--all-approved", "--repo", repo)
+    assert again.returncode == 0, again.stderr
+    assert "0 approved proposal(s) run" in again.stdout
+
+
+def test_concurrent_runs_on_one_repository_both_land(
+    repo: Path, run_cli: Cli, tmp_path: Path, sandboxes: Sandboxes
+) -> None:
+    ids = []
+    for n in range(2):
+        proposal_id = f"fsar_concurrent-{n}"
+        write_report(
+            tmp_path / "reports",
+            proposal_id,
+            f"db/{n:03d}_table.sql",
+            f"CREATE TABLE t{n} (id int PRIMARY KEY);\n",
+        )
+        ids.append(proposal_id)
+    assert run_cli("ingest", tmp_path / "reports").exit_code == 0
+    for proposal_id in ids:
+        assert run_cli("approve", proposal_id, "--by", "tester").exit_code == 0
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "executor", "run", proposal_id, "--repo", str(repo), "--json"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for proposal_id in ids
+    ]
+    results = [p.communicate(timeout=120) for p in processes]
+    assert [p.returncode for p in processes] == [0, 0], results
+    statuses = [json.loads(out)["status"] for out, _ in results]
+    assert statuses == ["rolled_out", "rolled_out"]
+    files = git(repo, "ls-tree", "-r", "--name-only", "main").split()
+    assert files == ["README.md", "db/000_table.sql", "db/001_table.sql"], "neither rollout was lost"

@@ -307,3 +307,24 @@ def test_generated_down_migration_restores_the_baseline(
     [rollback] = report.rollbacks
     assert rollback.reversible, (ddl, rollback)
     assert rollback.proven, (ddl, rollback)
+
+
+def test_a_baseline_larger_than_one_reply_page_is_snapshotted_whole(
+    sql_only: Plugins, sandboxes: Sandboxes
+) -> None:
+    # 80 tables of 15 columns: some 1,400 snapshot rows, more than a default SQL reply carries.
+    columns = ", ".join(f"c{n} int" for n in range(14))
+    base = "".join(f"CREATE TABLE t{n} (id int PRIMARY KEY, {columns});\n" for n in range(80))
+    report = check(
+        sql_only,
+        sandboxes,
+        [change("m.sql", "ALTER TABLE t79 ADD COLUMN added text;\nCREATE TABLE fresh (id int);\n")],
+        MappingTree({"base.sql": base.encode()}),
+    )
+    assert report.ok, report.diagnostics
+    [rollback] = report.rollbacks
+    assert rollback.proven
+    assert (
+        rollback.artifacts["down.sql"]
+        == "DROP TABLE public.fresh;\nALTER TABLE public.t79 DROP COLUMN added;\n"
+    )

@@ -327,10 +327,8 @@ def test_a_database_that_cannot_be_dropped_retires_its_sandbox(
     sandboxes: Sandboxes, docker_client: docker.DockerClient
 ) -> None:
     with sandboxes.use() as use:
-        # Trusted SQL makes the use's database undroppable; the drop after the use fails.
-        made = use.sql(
-            f"ALTER DATABASE {use.database} WITH IS_TEMPLATE true", role="admin", transaction="none"
-        )
+        # Trusted SQL makes the use's role undroppable; the drop after the use fails.
+        made = use.sql(f"ALTER DATABASE template0 OWNER TO {use.database}", role="admin", transaction="none")
         assert made.ok, made.error
         broken = str(use.sandbox.container.id)
     # Whoever leases that slot next is told of the fault and replaces the sandbox: hold both slots.
@@ -340,16 +338,43 @@ def test_a_database_that_cannot_be_dropped_retires_its_sandbox(
         docker_client.containers.get(broken)
 
 
+def test_a_proposal_making_its_database_a_template_does_not_retire_the_sandbox(sandboxes: Sandboxes) -> None:
+    with sandboxes.use(cold=True) as use:
+        assert use.sql(f"ALTER DATABASE {use.database} WITH IS_TEMPLATE true", transaction="none").ok
+        assert use.end() == []
+        assert use.sandbox.settle() == [], "the harness unmarks it and drops it"
+        assert use.sandbox.check_clean() == []
+
+
+def test_prepare_after_the_use_ran_sql_is_refused(sandboxes: Sandboxes) -> None:
+    with sandboxes.use(cold=True) as use:
+        assert use.sql("CREATE TABLE mine (id int)").ok
+        with pytest.raises(InfrastructureError, match="prepare must come before"):
+            use.prepare(**SETUP)
+
+
+def test_large_results_come_whole_when_asked_and_say_when_cut(sandboxes: Sandboxes) -> None:
+    with sandboxes.use() as use:
+        cut = use.sql("SELECT generate_series(1, 1500)", role="admin", transaction="none")
+        whole = use.sql("SELECT generate_series(1, 1500)", role="admin", transaction="none", max_rows=5000)
+    assert cut.rows_truncated
+    assert cut.rows is not None
+    assert len(cut.rows) == 1000
+    assert not whole.rows_truncated
+    assert whole.rows is not None
+    assert len(whole.rows) == 1500
+
+
 def test_the_fault_is_reported_by_settle_and_refuses_the_next_use(sandboxes: Sandboxes) -> None:
     with sandboxes.use(cold=True) as use:
         assert use.sql(
-            f"ALTER DATABASE {use.database} WITH IS_TEMPLATE true", role="admin", transaction="none"
+            f"ALTER DATABASE template0 OWNER TO {use.database}", role="admin", transaction="none"
         ).ok
         assert use.end() == []
         faults = use.sandbox.settle()
         assert len(faults) == 1
         assert str(use.database) in faults[0]
-        assert "template database" in faults[0]
+        assert "owner of database template0" in faults[0]
         with pytest.raises(InfrastructureError, match="not clean"):
             use.sandbox.begin_use()
 

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from executor_sandbox.sandbox import ScriptResult, SqlError, Use
 
 SEQ_PROBE = "SELECT coalesce(pg_catalog.max(seq), 0) FROM executor_audit.events"
+ADMIN_ROWS = 1_000_000  # rows of a snapshot or event query; more is refused, never cut
 MARK = "audit mark"  # the snapshot row that carries the audit log's high-water mark
 # Run on a spare database's proposal connection before a use gets it, then
 # rolled back: the first DDL of a session loads catalog caches and compiles the
@@ -107,10 +108,16 @@ class Database:
 
     def admin(self, sql: str) -> list[list[Any]]:
         """Trusted SQL as the superuser; any error is ours, not the proposal's."""
-        result = self.use.sql(sql, role="admin", transaction="none", timeout=self.timeout)
+        result = self.use.sql(
+            sql, role="admin", transaction="none", timeout=self.timeout, max_rows=ADMIN_ROWS
+        )
         if not result.ok:
             reason = result.error.message if result.error else "timed out"
             raise InfrastructureError(f"the SQL plugin's own query failed in the sandbox: {reason}")
+        if result.rows_truncated:  # a partial snapshot would make a wrong down migration
+            raise InfrastructureError(
+                f"the schema is too large for the SQL plugin: its query returned more than {ADMIN_ROWS} rows"
+            )
         return result.rows or []
 
     def install_audit(self) -> None:

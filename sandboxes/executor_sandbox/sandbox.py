@@ -496,14 +496,24 @@ class Use:
             return handle.read() if handle is not None else b""
 
     def sql(
-        self, sql: str, *, role: str = "proposal", transaction: str = "commit", timeout: float | None = None
+        self,
+        sql: str,
+        *,
+        role: str = "proposal",
+        transaction: str = "commit",
+        timeout: float | None = None,
+        max_rows: int = 1000,
     ) -> SqlResult:
         """Run SQL in this use's database: as its own non-superuser role, or as ``admin`` for trusted SQL.
 
         ``transaction``: ``commit`` or ``rollback`` wrap the text in one
         transaction; ``none`` runs it as sent (each statement on its own).
+        At most ``max_rows`` rows come back (up to 1,000,000); ``rows_truncated``
+        says when there were more.
         """
-        reply = self._sql_request("sql", timeout, sql=sql, role=role, transaction=transaction)
+        reply = self._sql_request(
+            "sql", timeout, sql=sql, role=role, transaction=transaction, max_rows=max_rows
+        )
         return SqlResult.from_reply(reply)
 
     def sql_script(

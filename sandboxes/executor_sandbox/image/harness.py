@@ -46,9 +46,11 @@ XFER_OUT = "/xfer/out"
 TEMPLATE = "executor_template"
 RUNNER_UID = 1001
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
-MAX_ROWS = 1000
+MAX_ROWS = 1000  # rows a SQL request returns by default
+MAX_ROWS_LIMIT = 1_000_000  # the most a request may ask for (a schema snapshot of a large baseline)
 MAX_NOTICES = 50
 SPARE_WAIT = 25.0  # seconds a use_begin waits for the spare being made
+SETTLE_WAIT = 20.0  # seconds hello/settle/check_clean wait for maintenance (the host waits 30)
 
 # Server settings for a throw-away cluster: durability is worthless here and
 # costs milliseconds on every CREATE DATABASE and commit.
@@ -191,7 +193,13 @@ class Postgres:
         self.baseline_databases, self.baseline_roles = self.databases_and_roles()
 
     def connect(self, database: str, user: str | None = None) -> Any:
-        conn = self.psycopg2.connect(host=PGSOCKET, dbname=database, user=user or "sandbox")
+        """A connection as ``user`` (default: the superuser, whose search_path is pinned to pg_catalog).
+
+        Options sent at connection start override ``ALTER DATABASE ... SET``,
+        so a proposal cannot steer the names a superuser session resolves.
+        """
+        options = None if user is not None else "-c search_path=pg_catalog,pg_temp"
+        conn = self.psycopg2.connect(host=PGSOCKET, dbname=database, user=user or "sandbox", options=options)
         conn.autocommit = True
         return conn
 
@@ -248,6 +256,10 @@ class Postgres:
                     cur.execute("ROLLBACK")
                 raise HarnessError(f"{what} left a transaction open")
         except self.psycopg2.Error as exc:
+            with contextlib.suppress(self.psycopg2.Error):
+                if conn.get_transaction_status() != self.extensions.TRANSACTION_STATUS_IDLE:
+                    with conn.cursor() as cur:
+                        cur.execute("ROLLBACK")
             raise HarnessError(f"{what} failed: {server_error(exc)['message']}") from exc
 
     def take_connections(self, name: str) -> list[Any]:
@@ -275,6 +287,11 @@ class Postgres:
                 if cur.fetchone()[0] == 0:
                     break
                 time.sleep(0.0005)
+            # The use's role owns its database and may have made it a template,
+            # which DROP DATABASE refuses; undo that first.
+            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s AND datistemplate", (name,))
+            if cur.fetchone() is not None:
+                cur.execute(f"ALTER DATABASE {name} WITH IS_TEMPLATE false")
             cur.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
     def close(self, conn: Any) -> None:
@@ -290,7 +307,9 @@ class Postgres:
             self.use_connections[key] = conn
         return conn
 
-    def execute(self, database: str, role: str, sql: str, transaction: str, timeout: float) -> dict[str, Any]:
+    def execute(
+        self, database: str, role: str, sql: str, transaction: str, timeout: float, max_rows: int = MAX_ROWS
+    ) -> dict[str, Any]:
         conn = self.use_connection(database, role)
         del conn.notices[:]
         timer = threading.Timer(timeout, conn.cancel)
@@ -307,9 +326,9 @@ class Postgres:
                 result["status"] = cur.statusmessage
                 if cur.description is not None:
                     result["columns"] = [column.name for column in cur.description]
-                    rows = cur.fetchmany(MAX_ROWS + 1)
-                    result["rows_truncated"] = len(rows) > MAX_ROWS
-                    result["rows"] = [[jsonable(value) for value in row] for row in rows[:MAX_ROWS]]
+                    rows = cur.fetchmany(max_rows + 1)
+                    result["rows_truncated"] = len(rows) > max_rows
+                    result["rows"] = [[jsonable(value) for value in row] for row in rows[:max_rows]]
                 if transaction != "none":
                     cur.execute("COMMIT" if transaction == "commit" else "ROLLBACK")
         except self.psycopg2.Error as exc:
@@ -432,6 +451,8 @@ class Harness:
         # lists them, so the check never sees a database its name is not yet (or no longer) reserved for.
         self.reserving = threading.Lock()
         self.faults: list[str] = []  # what maintenance failed at: the sandbox is not clean
+        self.spare_is_stale = False  # the spare was made before the current setup was registered
+        self.touched: set[str] = set()  # open uses that have run SQL (prepare must come first)
 
     def start(self) -> None:
         if self.postgres is not None:
@@ -448,11 +469,16 @@ class Harness:
                 self.drop(old.name, list(old.connections.values()))
         name = "u_" + secrets.token_hex(6)
         setup = self.setup
-        with self.reserving:
-            self.reserved.add(name)
-            if self.postgres is not None:
-                self.postgres.create_use(name, self.postgres.maintenance)
-        connections = self.postgres.open_use(name, setup) if self.postgres is not None else {}
+        try:
+            with self.reserving:
+                self.reserved.add(name)
+                if self.postgres is not None:
+                    self.postgres.create_use(name, self.postgres.maintenance)
+            connections = self.postgres.open_use(name, setup) if self.postgres is not None else {}
+        except Exception as exc:
+            # What was half made stays reserved; the fault retires the sandbox.
+            self.faults.append(f"making database {name} failed: {type(exc).__name__}: {exc}")
+            raise
         return Spare(name, connections, setup.key if setup is not None else None)
 
     def drop(self, name: str, connections: list[Any]) -> None:
@@ -466,7 +492,7 @@ class Harness:
 
     def settled(self) -> None:
         """Wait until the maintenance thread has done everything asked of it so far."""
-        self.jobs.submit(lambda: None).result(timeout=60.0)
+        self.jobs.submit(lambda: None).result(timeout=SETTLE_WAIT)
 
     # -- requests ----------------------------------------------------------------------------
 
@@ -502,6 +528,7 @@ class Harness:
         try:
             spare = future.result(timeout=SPARE_WAIT)
         except concurrent.futures.TimeoutError as exc:
+            self.faults.append(f"no database was ready within {SPARE_WAIT:g} s")
             raise HarnessError(f"no database was ready within {SPARE_WAIT:g} s") from exc
         if self.faults:  # known by now: maintenance runs in order, and the spare came last
             self.spare = future
@@ -530,10 +557,14 @@ class Harness:
         connections = self.postgres.take_connections(name) if self.postgres is not None else []
         for root in (XFER_IN, XFER_OUT):
             shutil.rmtree(f"{root}/{name}", ignore_errors=True)
-        problems = self.leftovers()  # before the drop starts: the two would only slow each other
+        problems = (
+            self.faults + self.leftovers()
+        )  # before the drop starts: the two would only slow each other
+        self.touched.discard(name)
         self.jobs.submit(self.drop, name, connections)
-        if self.spare is None:
-            self.spare = self.jobs.submit(self.make_spare, None)
+        if self.spare is None or self.spare_is_stale:
+            self.spare = self.jobs.submit(self.make_spare, self.spare)
+            self.spare_is_stale = False
         return {"problems": problems}
 
     def op_settle(self) -> dict[str, Any]:
@@ -552,6 +583,10 @@ class Harness:
         postgres, name = self.checked_sql(database, "admin", "none", ("none",))
         if self.uses[name] == key:
             return {"ran": False}
+        if name in self.touched:
+            raise HarnessError(
+                "prepare must come before any SQL of the use; it would change or wipe what ran"
+            )
         if self.uses[name] is not None:
             postgres.drop_database(name, postgres.take_connections(name), postgres.admin)
             postgres.create_database(name, postgres.admin)
@@ -564,8 +599,7 @@ class Harness:
         self.uses[name] = key
         if self.setup is None or self.setup.key != key:
             self.setup = setup
-            if self.spare is not None:
-                self.spare = self.jobs.submit(self.make_spare, self.spare)
+            self.spare_is_stale = self.spare is not None  # replaced once this use ends
         return {"ran": True}
 
     def op_sql(
@@ -575,9 +609,13 @@ class Harness:
         role: str = "proposal",
         transaction: str = "commit",
         timeout: float = 30.0,
+        max_rows: int = MAX_ROWS,
     ) -> dict[str, Any]:
         postgres, name = self.checked_sql(database, role, transaction, ("commit", "rollback", "none"))
-        return postgres.execute(name, role, sql, transaction, float(timeout))
+        if not isinstance(max_rows, int) or not 1 <= max_rows <= MAX_ROWS_LIMIT:
+            raise HarnessError(f"max_rows must be an integer from 1 to {MAX_ROWS_LIMIT}")
+        self.touched.add(name)
+        return postgres.execute(name, role, sql, transaction, float(timeout), max_rows)
 
     def op_sql_script(
         self,
@@ -591,6 +629,7 @@ class Harness:
         postgres, name = self.checked_sql(database, role, transaction, ("commit", "rollback"))
         if not isinstance(statements, list) or not all(isinstance(s, str) for s in statements):
             raise HarnessError("statements must be a list of strings")
+        self.touched.add(name)
         return postgres.execute_script(name, role, statements, transaction, float(timeout), probe)
 
     def checked_sql(

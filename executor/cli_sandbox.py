@@ -201,7 +201,9 @@ def doctor(ctx: click.Context, as_json: bool) -> None:
     Checks: configuration; Docker engine reachable (address, version); sandbox
     image present and current; stale images of older definitions; warm
     sandboxes (running, current definition); orphaned one-shot sandboxes of
-    dead executor processes; free disk for Docker and EXECUTOR_HOME (2 GiB).
+    dead executor processes; free disk for Docker and EXECUTOR_HOME (2 GiB);
+    runs whose executor was killed (settled: rolled out with their rollback,
+    or marked crashed with the base untouched).
     Each prints ok, warn or FAIL, and for warn/FAIL the command that fixes it.
     Exit 0: no check failed (warnings allowed); 1: a check failed; 3: the
     Docker engine is unreachable (the checks needing it are skipped).
@@ -238,6 +240,7 @@ def doctor(ctx: click.Context, as_json: bool) -> None:
         report(
             checks.disk_check("home disk", home, "free space there, or point EXECUTOR_HOME at a larger disk")
         )
+    report(_runs_check())
     if as_json:
         ok = all(c.status != "fail" for c in results)
         click.echo(
@@ -247,3 +250,22 @@ def doctor(ctx: click.Context, as_json: bool) -> None:
         raise engine_error
     if any(c.status == "fail" for c in results):
         ctx.exit(int(ExitCode.GATE_FAILED))
+
+
+def _runs_check() -> Check:
+    """Settle what killed ``executor run``s left: their records, refs and run states."""
+    from executor_rollback.records import recover_runs
+    from executor_sandbox.doctor import Check
+
+    from executor.config import load_settings
+    from executor.errors import ExecutorError
+    from executor.store import open_store
+    from executor.store.runs import RunStore
+
+    try:
+        recovered = recover_runs(RunStore(open_store(load_settings())), "doctor")
+    except ExecutorError as exc:
+        return Check("runs", "fail", f"cannot read the store: {exc.message}", exc.hint or "see the message")
+    if not recovered:
+        return Check("runs", "ok", "no run was left behind by a killed executor")
+    return Check("runs", "ok", f"settled {len(recovered)} run(s) of killed executors: " + "; ".join(recovered))

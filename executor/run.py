@@ -13,7 +13,9 @@ untouched or rolled out with its artifact; ``settle`` tidies the rest.
 
 from __future__ import annotations
 
+import os
 import secrets
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -94,6 +96,17 @@ class RunOutcome(BaseModel):
         return next((g for g in self.gates if not g.ok and not g.skipped), None)
 
 
+def crash_point(name: str) -> None:
+    """For the crash tests: ``EXECUTOR_TEST_KILL_AT=<name>`` kills this process here with SIGKILL.
+
+    Points: ``gates`` (inside the sandbox gate), ``recorded`` (rollback
+    recorded, base not moved), ``rolled_out`` (base moved, run not yet
+    marked). A real kill -9, at a known place.
+    """
+    if os.environ.get("EXECUTOR_TEST_KILL_AT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def proposal_branch(proposal_id: str) -> str:
     return f"refs/heads/proposals/{proposal_id}"
 
@@ -150,9 +163,10 @@ class Runner:
             )
         repo = TargetRepo(repo_path)
         try:
-            from executor_rollback.records import settle
+            from executor_rollback.records import recover_runs, settle
 
             base_ref = repo.base_branch(base)
+            recover_runs(self.runs, self.actor)
             settle(repo, self.runs, self.actor)
             done = self._already_rolled_out(repo, proposal, base_ref)
             if done is not None:
@@ -279,7 +293,7 @@ class Runner:
             self.plugins,
             self.settings,
             self.sandboxes,
-            progress=lambda gate, plugin: self.progress(gate, plugin),
+            progress=self._validation_progress,
         )
         outcome.diagnostics += report.diagnostics
         for gate in report.gates:
@@ -310,6 +324,11 @@ class Runner:
             outcome.status = "validated"
             return None
         return self._roll_out(repo, stored, outcome, change, report.rollbacks)
+
+    def _validation_progress(self, gate: str, plugin: str) -> None:
+        self.progress(gate, plugin)
+        if gate == "sandbox":
+            crash_point("gates")
 
     def _path_problems(
         self, repo: TargetRepo, proposal: Proposal, base_commit: str, outcome: RunOutcome
@@ -412,12 +431,14 @@ class Runner:
                     repo.resolve(rollback_ref(proposal.id)),
                     "executor: rollback prepared",
                 )
+                crash_point("recorded")
                 if not repo.update_ref(
                     outcome.base, target, tip, f"executor: roll out proposal {proposal.id}"
                 ):
                     self.runs.set_rollback_state(seq, "abandoned", actor=self.actor)
                     seq = None
                     continue  # the base moved under us: look again
+                crash_point("rolled_out")
                 outcome.base_commit, outcome.rollout_commit, outcome.merged = tip, target, merged
                 outcome.status = "rolled_out"
                 outcome.rollback = RollbackArtifact(

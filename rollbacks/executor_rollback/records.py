@@ -11,6 +11,7 @@ rollout never happened).
 from __future__ import annotations
 
 import os
+import socket
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,6 +43,53 @@ def settle(repo: TargetRepo, runs: RunStore, actor: str) -> None:
             tip = repo.resolve(record.base_ref)
             rolled_out = tip is not None and repo.is_ancestor(record.rollout_commit, tip)
             runs.set_rollback_state(record.seq, "warm" if rolled_out else "abandoned", actor=actor)
+            if not rolled_out and repo.resolve(record.ref) == record.revert_commit:
+                repo.delete_ref(record.ref, record.revert_commit)
+
+
+def recover_runs(runs: RunStore, actor: str) -> list[str]:
+    """Runs whose executor died (same host, process gone): settled, and marked rolled out or crashed.
+
+    Returns one line per run recovered, for ``executor doctor``.
+    """
+    host = socket.gethostname()
+    recovered = []
+    for run in runs.runs(status="running"):
+        if run.host != host or _alive(run.pid):
+            continue
+        status = "crashed"
+        try:
+            repo = TargetRepo(run.repo)
+        except RefusedError:
+            repo = None
+        if repo is not None:
+            try:
+                settle(repo, runs, actor)
+                if any(r.run_id == run.run_id and r.state == "warm" for r in runs.rollbacks(repo=run.repo)):
+                    status = "rolled_out"
+            finally:
+                repo.close()
+        runs.finish_run(
+            run.run_id,
+            status=status,
+            base_commit=run.base_commit,
+            outcome={"recovered": True, "status": status, "pid": run.pid},
+            actor=actor,
+        )
+        recovered.append(f"run {run.run_id} of {run.proposal_id} (pid {run.pid} gone): {status}")
+    return recovered
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def live_state(repo: TargetRepo, record: RollbackRecord) -> str:

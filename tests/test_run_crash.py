@@ -1,0 +1,142 @@
+"""``kill -9`` during ``executor run``: the base is untouched or fully rolled out with its artifact, never between.
+
+Known points (``EXECUTOR_TEST_KILL_AT``: a real SIGKILL at a named place) and
+random moments; afterwards the next run or ``executor doctor`` settles what
+was left, and nothing is left that needs a human.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import docker
+import pytest
+from executor_sandbox import labels
+from executor_sandbox.pool import Sandboxes
+
+from executor.run import proposal_branch, rollback_ref
+from tests.conftest import SEED_IDS, Cli, run_executor, seed
+from tests.test_run import git
+
+pytestmark = pytest.mark.docker
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    path = tmp_path / "target"
+    path.mkdir()
+    git(path, "init", "-q", "-b", "main")
+    (path / "README.md").write_text("# app\n")
+    git(path, "add", "README.md")
+    git(path, "-c", "core.hooksPath=/dev/null", "commit", "-qm", "init")
+    return path
+
+
+@pytest.fixture
+def proposal(run_cli: Cli) -> str:
+    assert run_cli("ingest", seed("003")).exit_code == 0
+    assert run_cli("approve", SEED_IDS["003"], "--by", "tester").exit_code == 0
+    return SEED_IDS["003"]
+
+
+def start(repo: Path, proposal_id: str, kill_at: str | None = None) -> subprocess.Popen[str]:
+    env = {**os.environ}
+    if kill_at:
+        env["EXECUTOR_TEST_KILL_AT"] = kill_at
+    return subprocess.Popen(
+        [sys.executable, "-m", "executor", "run", proposal_id, "--repo", str(repo), "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
+def assert_untouched_or_rolled_out(repo: Path, base: str, proposal_id: str) -> str:
+    """Either the base is as it was, or it holds the rollout and a revert that restores the old tree."""
+    tip = git(repo, "rev-parse", "main")
+    if tip == base:
+        return "untouched"
+    assert git(repo, "show", f"{tip}:generated_1.sql").startswith("CREATE TABLE IF NOT EXISTS users")
+    revert = git(repo, "rev-parse", rollback_ref(proposal_id))
+    assert git(repo, "rev-parse", f"{revert}^") == tip
+    assert git(repo, "rev-parse", f"{revert}^{{tree}}") == git(repo, "rev-parse", f"{base}^{{tree}}")
+    return "rolled out"
+
+
+def assert_nothing_left(repo: Path) -> None:
+    git_dir = repo / ".git"
+    assert not (git_dir / "index.lock").exists()
+    assert not list(git_dir.glob("refs/heads/*.lock"))
+    assert len(git(repo, "worktree", "list").splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("point", "expected"), [("gates", "untouched"), ("recorded", "untouched"), ("rolled_out", "rolled out")]
+)
+def test_kill_9_at_each_stage_then_the_next_run_settles_it(
+    point: str,
+    expected: str,
+    repo: Path,
+    proposal: str,
+    sandboxes: Sandboxes,
+    docker_client: docker.DockerClient,
+) -> None:
+    base = git(repo, "rev-parse", "main")
+    killed = start(repo, proposal, kill_at=point)
+    killed.communicate(timeout=120)
+    assert killed.returncode == -signal.SIGKILL
+    assert assert_untouched_or_rolled_out(repo, base, proposal) == expected
+    assert_nothing_left(repo)
+
+    doctor = run_executor("doctor", "--json")
+    [runs] = [c for c in json.loads(doctor.stdout)["checks"] if c["name"] == "runs"]
+    assert "settled 1 run(s)" in runs["detail"], runs
+    assert ("rolled_out" if expected == "rolled out" else "crashed") in runs["detail"]
+    if point == "recorded":
+        assert git(repo, "for-each-ref", rollback_ref(proposal)) == "", "the abandoned revert's ref is gone"
+
+    again = run_executor("run", proposal, "--repo", repo, "--json")
+    assert again.returncode == 0, again.stderr
+    status = json.loads(again.stdout)["status"]
+    assert status == ("already_rolled_out" if expected == "rolled out" else "rolled_out")
+    assert assert_untouched_or_rolled_out(repo, base, proposal) == "rolled out"
+    assert git(repo, "rev-parse", proposal_branch(proposal))
+    undone = run_executor("rollback", proposal, "--repo", repo)
+    assert undone.returncode == 0, undone.stderr
+    assert git(repo, "rev-parse", "main^{tree}") == git(repo, "rev-parse", f"{base}^{{tree}}")
+    # The killed run's sandbox use is not left running: one-shot orphans are gone, warm ones were reclaimed.
+    orphans = [
+        c.name
+        for c in docker_client.containers.list(all=True, filters=labels.app_filter())
+        if c.labels.get(labels.PURPOSE) == labels.COLD
+        and labels.owner_is_gone(c.labels.get(labels.OWNER, ""))
+    ]
+    assert orphans == []
+
+
+def test_kill_9_at_random_moments_never_leaves_the_base_between(
+    repo: Path, proposal: str, sandboxes: Sandboxes
+) -> None:
+    base = git(repo, "rev-parse", "main")
+    rng = random.Random(20261121)
+    for _ in range(6):
+        process = start(repo, proposal)
+        time.sleep(rng.uniform(0.2, 1.2))
+        process.send_signal(signal.SIGKILL)
+        process.communicate(timeout=120)
+        state = assert_untouched_or_rolled_out(repo, base, proposal)
+        assert_nothing_left(repo)
+        if state == "rolled out":
+            assert run_executor("rollback", proposal, "--repo", repo).returncode == 0
+            base = git(repo, "rev-parse", "main")  # the revert is the new base
+    final = run_executor("run", proposal, "--repo", repo, "--json")
+    assert final.returncode == 0, final.stderr
+    assert json.loads(final.stdout)["status"] in ("rolled_out", "already_rolled_out")

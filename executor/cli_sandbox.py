@@ -268,4 +268,6 @@ def _runs_check() -> Check:
         return Check("runs", "fail", f"cannot read the store: {exc.message}", exc.hint or "see the message")
     if not recovered:
         return Check("runs", "ok", "no run was left behind by a killed executor")
-    return Check("runs", "ok", f"settled {len(recovered)} run(s) of killed executors: " + "; ".join(recovered))
+    return Check(
+        "runs", "ok", f"settled {len(recovered)} run(s) of killed executors: " + "; ".join(recovered)
+    )

@@ -12,6 +12,10 @@
   (one SQL migration each) on one repository, warm, beside the same with the
   warm sandboxes removed first.
 
+Baseline, in the same run: a process that only imports the libraries every
+command needs (click, pydantic, SQLAlchemy, GitPython): the floor under any
+whole-process figure here.
+
 Targets: warm run <= 1.0 s, rollback <= 0.4 s, 100 proposals <= 20 s.
 Needs the engine and the image. Run: python -m bench.run_e2e [--runs N] [--batch N]
 """
@@ -152,6 +156,12 @@ def main() -> None:
         all_warm, all_cold = batch(True), batch(False)
         executor(env, "sandbox", "up")
 
+    floor = []
+    for _ in range(5):
+        began = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import click, pydantic, sqlalchemy, git"], check=True)
+        floor.append(time.perf_counter() - began)
+    print(f"floor: a process importing click, pydantic, SQLAlchemy, GitPython: {summary(floor)}")
     print("executor run, seed 003, whole process (gates, sandbox, commit, rollout, rollback artifact)")
     print(f"  warm sandboxes: {summary(warm_run)}")
     print(

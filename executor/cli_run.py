@@ -16,7 +16,9 @@ if TYPE_CHECKING:
 @contextlib.contextmanager
 def _progress(enabled: bool) -> Iterator[object]:
     """A live line on stderr saying which gate and plugin is at work (terminals only)."""
-    if not enabled:
+    import sys
+
+    if not enabled or not sys.stderr.isatty():  # rich costs ~40 ms to import: only for a terminal
         yield lambda gate, detail: None
         return
     from rich.console import Console
@@ -34,7 +36,7 @@ def _progress(enabled: bool) -> Iterator[object]:
 
 
 def _summary(outcome: RunOutcome) -> list[str]:
-    from executor.render import safe
+    from executor.terminal import inert as safe
 
     short = (outcome.rollout_commit or outcome.commit or "")[:12]
     base = outcome.base.removeprefix("refs/heads/")
@@ -273,7 +275,7 @@ def rollback_command(ctx: click.Context, proposal_id: str, repo: Path, as_json: 
         target.close()
     outcome.seconds = round(time.monotonic() - began, 6)
     if as_json:
-        _print_json(outcome.model_dump(mode="json"))
+        _print_json(outcome.as_json())
         return
     base = outcome.base.removeprefix("refs/heads/")
     if outcome.status == "rolled_back":

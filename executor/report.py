@@ -30,6 +30,7 @@ from typing import Literal
 
 from executor.content import Limits, check_content
 from executor.errors import ReportError
+from executor.ids import is_proposal_id
 from executor.models import FileChange, Kind, Level, Problem, Proposal
 from executor.paths import check_path, find_collisions
 
@@ -37,7 +38,6 @@ Format = Literal["markdown", "json"]
 Line = tuple[int, str]  # (1-based line number, text with its line ending)
 
 # Ids name git branches (proposals/<id>) later: git's ref rules apply too.
-ID_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,126}[A-Za-z0-9])?$")
 MAX_SEVERITY = 1000
 HEADER_FIELDS = ("id", "timestamp", "severity", "block_execution", "proposal")
 JSON_FIELDS = frozenset(HEADER_FIELDS) | {"risks", "mitigations"}
@@ -227,7 +227,7 @@ class _Report:
         if not isinstance(value, str) or not value.strip():
             raise ReportError(f"{self.name}: the report has no 'id' field; it is not an FSAR proposal report")
         ident = value.strip().strip("`")
-        if not ID_RE.match(ident) or ".." in ident or ident.endswith(".lock"):
+        if not is_proposal_id(ident):
             raise ReportError(
                 f"{self.name}: id {storable(ident)!r} is not a usable proposal id "
                 "(1-128 letters, digits, '.', '_', '-', starting and ending with a letter or digit)"

@@ -11,15 +11,17 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, and_, func, insert, select, text, update
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from executor.errors import InfrastructureError, RefusedError, UnknownProposalError
-from executor.models import Kind, Level, Proposal, Status
 from executor.store.schema import audit_log, decisions, proposal_files, proposals
+
+if TYPE_CHECKING:
+    from executor.models import Kind, Proposal, Status
 
 _INGEST_ATTEMPTS = 3
 
@@ -124,6 +126,8 @@ class ProposalStore:
         raise AssertionError("unreachable")
 
     def _ingest(self, connection: Connection, proposal: Proposal, *, source: str, actor: str) -> IngestResult:
+        from executor.models import Status
+
         self._lock(connection, proposal.id)
         head = self._head_row(connection, proposal.id)
         if head is None:
@@ -246,6 +250,8 @@ class ProposalStore:
     # -- reads ----------------------------------------------------------------
 
     def get(self, proposal_id: str, revision: int | None = None) -> StoredProposal:
+        from executor.models import Proposal, Status
+
         with self._transaction() as connection:
             row = (
                 self._head_row(connection, proposal_id)
@@ -289,6 +295,8 @@ class ProposalStore:
 
     def summaries(self, *, kind: Kind | None = None, status: Status | None = None) -> list[Summary]:
         """The latest revision of every proposal, ordered by id."""
+        from executor.models import Kind, Level, Status
+
         latest = (
             select(proposals.c.id, func.max(proposals.c.revision).label("revision"))
             .group_by(proposals.c.id)
@@ -385,6 +393,8 @@ class ProposalStore:
         connection: Connection, proposal_id: str, revision: int, digest: str
     ) -> Decision | None:
         """The latest decision still in force for this revision and digest."""
+        from executor.models import Status
+
         row = connection.execute(
             select(decisions)
             .where(

@@ -13,17 +13,16 @@ from __future__ import annotations
 import os
 import socket
 import tempfile
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, Field
-
 from executor.errors import RefusedError
 from executor.gitrepo import TargetRepo
-from executor.plugin_api import Rollback
 from executor_rollback.revert import RollbackFailed, rebuild_revert
 
 if TYPE_CHECKING:
+    from executor.plugin_api import Rollback
     from executor.store.runs import RollbackRecord, RunStore
 
 
@@ -122,20 +121,22 @@ def keep_artifacts(home: Path, proposal_id: str, rollbacks: list[Rollback]) -> d
     return kept
 
 
-class RollbackOutcome(BaseModel):
+@dataclass
+class RollbackOutcome:
+    """What ``executor rollback`` did (a dataclass, not pydantic: this path is kept light to start fast)."""
+
     proposal_id: str
     status: str  # "rolled_back" or "already_rolled_back"
     repo: str
     base: str
-    commit: str | None = Field(default=None, description="The revert commit the base now points at.")
-    rebuilt: bool = Field(
-        default=False, description="The base had moved on: the revert was rebuilt and proven again."
-    )
-    plugins: list[dict[str, Any]] = Field(
-        default_factory=list, description="Plugin rollbacks to run outside git."
-    )
-    notes: list[str] = Field(default_factory=list)
+    commit: str | None = None  # the revert commit the base now points at
+    rebuilt: bool = False  # the base had moved on: the revert was rebuilt and proven again
+    plugins: list[dict[str, Any]] = field(default_factory=list)  # plugin rollbacks to run outside git
+    notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 def roll_back(repo: TargetRepo, runs: RunStore, proposal_id: str, actor: str) -> RollbackOutcome:

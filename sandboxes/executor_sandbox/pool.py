@@ -33,9 +33,18 @@ from executor_sandbox.sandbox import SCRUB_RUNNER, Sandbox, Use, limits_hash
 
 if TYPE_CHECKING:
     import docker
-    from docker.models.containers import Container
 
 LEASE_WAIT = 600.0  # seconds to wait for a busy pool before giving up
+
+
+@dataclass(frozen=True)
+class Listed:
+    """A sandbox container as the engine's list call shows it."""
+
+    id: str
+    name: str
+    labels: dict[str, str]
+    status: str
 
 
 @dataclass(frozen=True)
@@ -246,15 +255,20 @@ class Sandboxes:
 
     # -- operations ----------------------------------------------------------------
 
-    def containers(self) -> list[Container]:
-        return list(
-            engine.call(
-                "list sandboxes",
-                lambda: self.client.containers.list(
-                    all=True, filters=labels.app_filter(), ignore_removed=True
-                ),
-            )
+    def containers(self) -> list[Listed]:
+        """Every sandbox of this executor on the engine, from one list call (no inspect per container)."""
+        rows = engine.call(
+            "list sandboxes", lambda: self.client.api.containers(all=True, filters=labels.app_filter())
         )
+        return [
+            Listed(
+                id=str(row["Id"]),
+                name=str((row.get("Names") or ["/?"])[0]).lstrip("/"),
+                labels=dict(row.get("Labels") or {}),
+                status=str(row.get("State") or "?"),
+            )
+            for row in rows
+        ]
 
     def status(self) -> list[SandboxStatus]:
         result = []
@@ -318,11 +332,13 @@ class Sandboxes:
             removed.append(str(container.name))
         return removed
 
-    def _remove(self, container: Container) -> None:
+    def _remove(self, container: Listed) -> None:
         import docker.errors
 
         with contextlib.suppress(docker.errors.NotFound):
-            engine.call("remove a sandbox", lambda: container.remove(force=True, v=True))
+            engine.call(
+                "remove a sandbox", lambda: self.client.api.remove_container(container.id, force=True, v=True)
+            )
 
     def up(self, count: int | None = None) -> list[dict[str, object]]:
         """Start (or check) warm sandboxes in the first ``count`` slots, each ready for a use at once; returns what each is."""

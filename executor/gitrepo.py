@@ -20,7 +20,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from io import BytesIO
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from executor.errors import InfrastructureError, RefusedError
 from executor.paths import GIT_METADATA_FILES, collision_key
@@ -100,6 +100,7 @@ class TargetRepo:
         self.repo.git.update_environment(**safe_environment())
         self.path = Path(path).resolve()
         self.common_dir = Path(self.repo.common_dir).resolve()
+        self._loose: Any = None
 
     def close(self) -> None:
         self.repo.close()
@@ -123,12 +124,12 @@ class TargetRepo:
         return ref
 
     def resolve(self, ref: str) -> str | None:
-        """The commit a ref points at, or None."""
+        """The commit a full ref name (``refs/...``) points at, or None; read in-process (loose or packed)."""
         import git
 
         try:
-            return str(self.repo.git.rev_parse("--verify", "-q", f"{ref}^{{commit}}")).strip() or None
-        except git.GitCommandError:
+            return str(git.Reference(self.repo, ref, check_path=False).commit.hexsha)
+        except (ValueError, git.BadName, git.BadObject):
             return None
 
     def commit(self, sha: str) -> git.Commit:
@@ -237,39 +238,36 @@ class TargetRepo:
         ``IndexFile.from_tree`` moves the user's index aside while it works,
         which a kill -9 would turn into a lost index), no working tree, no hook.
         """
-        import git
-
         updates: dict[str, tuple[int, bytes] | None] = {}
         for path, data in change.files.items():
             if data is None:
                 updates[path] = None
             else:
-                updates[path] = (change.modes.get(path, BLOB), self._store(git.Blob.type, data))
+                updates[path] = (change.modes.get(path, BLOB), self._store("blob", data))
         root = bytes.fromhex(str(self.repo.commit(onto).tree.hexsha))
         tree = self._write_tree(root, updates)
-        actor = git.Actor(ACTOR_NAME, ACTOR_EMAIL)
-        stamp = f"{int(_now())} +0000"
-        commit = git.Commit.create_from_tree(
-            self.repo,
-            tree.hex(),
-            message,
-            parent_commits=[self.repo.commit(p) for p in parents],
-            head=False,
-            author=actor,
-            committer=actor,
-            author_date=stamp,
-            commit_date=stamp,
-        )
-        return str(commit.hexsha)
+        identity = f"{ACTOR_NAME} <{ACTOR_EMAIL}> {int(_now())} +0000"
+        lines = [f"tree {tree.hex()}", *(f"parent {self.repo.commit(p).hexsha}" for p in parents)]
+        lines += [f"author {identity}", f"committer {identity}"]
+        body = "\n".join(lines) + "\n\n" + message
+        return self._store("commit", body.encode("utf-8")).hex()
 
     def _store(self, kind: str, data: bytes) -> bytes:
+        """Write a loose object in-process (GitPython's own store runs ``git hash-object`` per object)."""
         from gitdb import IStream  # type: ignore[import-untyped]
+        from gitdb.db.loose import LooseObjectDB  # type: ignore[import-untyped]
 
-        return bytes(self.repo.odb.store(IStream(kind, len(data), BytesIO(data))).binsha)
+        if self._loose is None:
+            self._loose = LooseObjectDB(str(self.common_dir / "objects"))
+        return bytes(self._loose.store(IStream(kind, len(data), BytesIO(data))).binsha)
 
-    def _write_tree(self, tree: bytes | None, updates: Mapping[str, tuple[int, bytes] | None]) -> bytes:
-        """Tree ``tree`` (None: empty) with ``updates`` (relative path -> (mode, blob) or None) applied."""
-        import git
+    def _write_tree(
+        self, tree: bytes | None, updates: Mapping[str, tuple[int, bytes] | None], *, keep_empty: bool = True
+    ) -> bytes:
+        """Tree ``tree`` (None: empty) with ``updates`` (relative path -> (mode, blob) or None) applied.
+
+        A subtree left empty is not stored (git drops empty directories); the root always is.
+        """
         from git.objects.fun import tree_entries_from_data, tree_to_stream
 
         entries: dict[str, tuple[bytes, int]] = {}
@@ -288,7 +286,7 @@ class TargetRepo:
         for name, sub in deeper.items():
             current = entries.get(name)
             below = current[0] if current is not None and current[1] == TREE else None
-            written = self._write_tree(below, sub)
+            written = self._write_tree(below, sub, keep_empty=False)
             if written == _EMPTY_TREE:
                 entries.pop(name, None)
             else:
@@ -297,9 +295,11 @@ class TargetRepo:
         ordered = sorted(
             entries.items(), key=lambda item: item[0].encode() + (b"/" if item[1][1] == TREE else b"")
         )
+        if not entries and not keep_empty:
+            return _EMPTY_TREE
         out = BytesIO()
         tree_to_stream([(sha, mode, name) for name, (sha, mode) in ordered], out.write)
-        return self._store(git.Tree.type, out.getvalue())
+        return self._store("tree", out.getvalue())
 
     def update_ref(self, ref: str, new: str, old: str | None, reason: str) -> bool:
         """Move ``ref`` to ``new`` if it still points at ``old`` (None: must not exist); False if it moved."""

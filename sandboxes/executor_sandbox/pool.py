@@ -148,12 +148,15 @@ class Sandboxes:
                 finally:
                     self._finish(sandbox, use)
             except BaseException:
+                self._forget_released(slot)
                 sandbox.destroy()
                 raise
             if sandbox.dirty_reason is not None:
+                self._forget_released(slot)
                 sandbox.destroy()
             else:
                 sandbox.release(run_id)
+                self._mark_released(slot)
         finally:
             lock.close()
 
@@ -171,14 +174,40 @@ class Sandboxes:
         except InfrastructureError as exc:
             sandbox.dirty_reason = exc.message
 
+    def _released_marker(self, slot: int) -> Path:
+        return lock_dir() / f"warm-{self.engine_key}-{slot}.released"
+
+    def _mark_released(self, slot: int) -> None:
+        self._released_marker(slot).touch()
+
+    def _forget_released(self, slot: int) -> None:
+        self._released_marker(slot).unlink(missing_ok=True)
+
+    def _slot_order(self) -> list[int]:
+        """Warm slots released longest ago first (their maintenance is most likely done), then never-used ones.
+
+        Back-to-back runs so alternate between warm sandboxes: one prepares
+        its next database while the other serves. A slot whose sandbox was
+        never started, or was destroyed, comes last: using it costs a cold start.
+        """
+        released: list[tuple[float, int]] = []
+        fresh: list[int] = []
+        for slot in range(self.settings.warm_pool):
+            try:
+                released.append((self._released_marker(slot).stat().st_mtime, slot))
+            except FileNotFoundError:
+                fresh.append(slot)
+        return [slot for _, slot in sorted(released)] + fresh
+
     def _acquire_slot(self) -> tuple[SlotLock, int]:
         deadline = time.monotonic() + LEASE_WAIT
-        locks = [self._slot_lock(slot) for slot in range(self.settings.warm_pool)]
+        locks = {slot: self._slot_lock(slot) for slot in range(self.settings.warm_pool)}
         try:
             while True:
-                for slot, lock in enumerate(locks):
+                for slot in self._slot_order():
+                    lock = locks[slot]
                     if lock.try_acquire():
-                        for other in locks:
+                        for other in locks.values():
                             if other is not lock:
                                 other.close()
                         return lock, slot
@@ -189,7 +218,7 @@ class Sandboxes:
                     )
                 time.sleep(0.05)
         except BaseException:
-            for lock in locks:
+            for lock in locks.values():
                 lock.close()
             raise
 
@@ -321,6 +350,7 @@ class Sandboxes:
                     lock = self._slot_lock(int(slot_text))
                     try:
                         if lock.try_acquire():
+                            self._forget_released(int(slot_text))
                             self._remove(container)
                             removed.append(str(container.name))
                     finally:
@@ -358,6 +388,7 @@ class Sandboxes:
                     sandbox = self._warm_sandbox(slot, run_id)
                     sandbox.settle()
                 sandbox.release(run_id)
+                self._mark_released(slot)
                 started.append(
                     {"name": sandbox.name, "state": "ready", "seconds": round(time.monotonic() - began, 3)}
                 )

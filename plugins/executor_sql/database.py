@@ -150,6 +150,28 @@ class Database:
             probe=SEQ_PROBE,
         )
 
+    def apply_baseline(self, files: list[tuple[FileChange, str]]) -> Diagnostic | None:
+        """The base's files in one request, one transaction, no probes (their events are not the proposal's).
+
+        A repository with many migrations pays one round trip, not one per
+        file; an error is still located in its file.
+        """
+        statements: list[tuple[FileChange, str, Statement]] = [
+            (change, text, statement) for change, text in files for statement in split(text)
+        ]
+        if not statements:
+            return None
+        result = self.use.sql_script(
+            [statement.text for _, _, statement in statements],
+            transaction="commit",
+            timeout=self.timeout * len(files),
+        )
+        if result.ok:
+            return None
+        index = result.error_index if result.error_index is not None else len(result.statements)
+        change, text, statement = statements[min(index, len(statements) - 1)]
+        return located_error(change, text, statement, result.error, self.timeout)
+
     def apply(self, change: FileChange, text: str, *, commit: bool = True) -> AppliedFile | Diagnostic:
         """Run one file in one transaction; the located error if it fails."""
         statements = split(text)

@@ -99,20 +99,26 @@ def _apply_baseline(
     """The base commit's SQL, as the proposal's role; a failure means the proposal cannot be judged."""
     globs = list(options["baseline"])
     paths = [p for p in context.base.paths() if any(fnmatch.fnmatchcase(p, g) for g in globs)]
+    files: list[tuple[FileChange, str]] = []
     for path in migration_order(paths):
         data = context.base.read(path) or b""
         change = FileChange(path=path, content=data, header_line=1, line_start=1, line_end=1)
         text, problem = checks.decode(change)
-        outcome = problem if text is None else db.apply(change, text)
-        if isinstance(outcome, Diagnostic):
-            where = f"{path}:{outcome.line}:{outcome.column}"
-            return Diagnostic(
-                severity=Level.ERROR,
-                code="sql.baseline",
-                message=f"the base commit's SQL does not apply, so the proposal cannot be judged: "
-                f"{where}: {outcome.message}; fix the base, or narrow [plugin.sql] baseline globs",
-            )
-    return None
+        if problem is not None:
+            return _baseline_error(path, problem)
+        files.append((change, str(text)))
+    problem = db.apply_baseline(files)
+    return None if problem is None else _baseline_error(str(problem.path), problem)
+
+
+def _baseline_error(path: str, problem: Diagnostic) -> Diagnostic:
+    where = f"{path}:{problem.line}:{problem.column}"
+    return Diagnostic(
+        severity=Level.ERROR,
+        code="sql.baseline",
+        message=f"the base commit's SQL does not apply, so the proposal cannot be judged: "
+        f"{where}: {problem.message}; fix the base, or narrow [plugin.sql] baseline globs",
+    )
 
 
 @hookimpl

@@ -359,6 +359,20 @@ def test_prepare_after_the_use_ran_sql_is_refused(sandboxes: Sandboxes) -> None:
             use.prepare(**SETUP)
 
 
+def test_a_lock_wait_in_a_use_database_fails_fast_instead_of_hanging(sandboxes: Sandboxes) -> None:
+    with sandboxes.use(cold=True) as use:
+        assert use.sql("CREATE TABLE t (id int)").ok
+        held = use.sql(
+            "BEGIN; LOCK TABLE public.t IN ACCESS EXCLUSIVE MODE", role="admin", transaction="none"
+        )
+        assert held.ok, held.error
+        began = time.monotonic()
+        waited = use.sql("SELECT count(*) FROM t", timeout=60)
+        assert waited.error is not None
+        assert waited.error.sqlstate == "55P03", waited.error
+        assert time.monotonic() - began < 30
+
+
 def test_large_results_come_whole_when_asked_and_say_when_cut(sandboxes: Sandboxes) -> None:
     with sandboxes.use() as use:
         cut = use.sql("SELECT generate_series(1, 1500)", role="admin", transaction="none")

@@ -164,7 +164,7 @@ class Database:
         result = self.use.sql_script(
             [statement.text for _, _, statement in statements],
             transaction="commit",
-            timeout=self.timeout * len(files),
+            timeout=self.timeout + len(files),
         )
         if result.ok:
             return None

@@ -18,6 +18,7 @@ import os
 import secrets
 import stat
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -95,7 +96,8 @@ class Sandboxes:
 
     def __init__(self, settings: SandboxSettings, client: docker.DockerClient | None = None) -> None:
         self.settings = settings
-        self._client = client
+        self._client = client  # given: used by every thread (tests); else one per thread, made on first use
+        self._local = threading.local()
         self._pruned = False
         self.uid = os.getuid()
         # Engines are told apart so two engines on one host never share slot locks.
@@ -103,9 +105,19 @@ class Sandboxes:
 
     @property
     def client(self) -> docker.DockerClient:
-        if self._client is None:
-            self._client = engine.connect()
-        return self._client
+        """This thread's engine client.
+
+        One per thread: a harness channel is a socket hijacked from the
+        client's HTTP connection pool, and a client shared by threads (run
+        --all-approved -j N) can hand a hijacked connection to another
+        thread's request, which then waits for a reply that never comes.
+        """
+        if self._client is not None:
+            return self._client
+        client: docker.DockerClient | None = getattr(self._local, "client", None)
+        if client is None:
+            client = self._local.client = engine.connect()
+        return client
 
     def warm_name(self, slot: int) -> str:
         return f"executor-warm-{self.uid}-{slot}"

@@ -50,6 +50,7 @@ MAX_ROWS = 1000  # rows a SQL request returns by default
 MAX_ROWS_LIMIT = 1_000_000  # the most a request may ask for (a schema snapshot of a large baseline)
 MAX_NOTICES = 50
 SPARE_WAIT = 25.0  # seconds a use_begin waits for the spare being made
+LOCK_TIMEOUT_MS = 10_000  # in a use's database
 SETTLE_WAIT = 20.0  # seconds hello/settle/check_clean wait for maintenance (the host waits 30)
 
 # Server settings for a throw-away cluster: durability is worthless here and
@@ -198,8 +199,13 @@ class Postgres:
         Options sent at connection start override ``ALTER DATABASE ... SET``,
         so a proposal cannot steer the names a superuser session resolves.
         """
-        options = None if user is not None else "-c search_path=pg_catalog,pg_temp"
-        conn = self.psycopg2.connect(host=PGSOCKET, dbname=database, user=user or "sandbox", options=options)
+        options = [] if user is not None else ["-c search_path=pg_catalog,pg_temp"]
+        if database != "postgres":
+            # A use's database is private: a lock wait there is a fault, reported, not a hang.
+            options.append(f"-c lock_timeout={LOCK_TIMEOUT_MS}")
+        conn = self.psycopg2.connect(
+            host=PGSOCKET, dbname=database, user=user or "sandbox", options=" ".join(options) or None
+        )
         conn.autocommit = True
         return conn
 

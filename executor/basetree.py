@@ -11,30 +11,29 @@ from pathlib import Path
 from typing import Any
 
 from executor.errors import RefusedError
-
-REGULAR_MODES = (0o100644, 0o100755)
+from executor.gitrepo import BLOB, EXECUTABLE, TargetRepo
 
 
 class GitTree:
-    """Regular files of ``rev`` in the repository at ``repo_dir`` (symlinks and submodules are left out)."""
+    """Regular files of ``rev`` in a repository (symlinks and submodules are left out).
 
-    def __init__(self, repo_dir: str | Path, rev: str = "HEAD") -> None:
+    ``repo`` is an open ``TargetRepo`` (a run's), or the path of one.
+    """
+
+    def __init__(self, repo: TargetRepo | str | Path, rev: str = "HEAD") -> None:
         import git
 
+        target = repo if isinstance(repo, TargetRepo) else TargetRepo(repo)
         try:
-            self.repo = git.Repo(repo_dir)
-        except (git.InvalidGitRepositoryError, git.NoSuchPathError) as exc:
-            raise RefusedError(
-                f"{repo_dir} is not a git repository", hint="pass --repo with the target repository"
-            ) from exc
-        try:
-            self.commit = self.repo.commit(rev)
+            self.commit = target.repo.commit(rev)
         except (git.BadName, ValueError) as exc:
-            raise RefusedError(f"{repo_dir} has no commit {rev!r}", hint="pass an existing --base") from exc
+            raise RefusedError(
+                f"{target.path} has no commit {rev!r}", hint="pass an existing --base"
+            ) from exc
         self._blobs: dict[str, Any] = {
             str(item.path): item
             for item in self.commit.tree.traverse()
-            if isinstance(item, git.Blob) and item.mode in REGULAR_MODES
+            if isinstance(item, git.Blob) and item.mode in (BLOB, EXECUTABLE)
         }
 
     def paths(self) -> list[str]:

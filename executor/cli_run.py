@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
 if TYPE_CHECKING:
     from executor.run import Runner, RunOutcome
+
+
+def _repo_option(help_text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return click.option(
+        "--repo",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=Path("."),
+        show_default="current directory",
+        help=help_text,
+    )
 
 
 @contextlib.contextmanager
@@ -84,13 +94,7 @@ def _summary(outcome: RunOutcome) -> list[str]:
 
 @click.command(name="run")
 @click.argument("proposal_id", required=False)
-@click.option(
-    "--repo",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("."),
-    show_default="current directory",
-    help="The target git repository.",
-)
+@_repo_option("The target git repository.")
 @click.option("--base", help="Base branch (default: the repository's current branch).")
 @click.option(
     "--no-rollout", is_flag=True, help="Stop after the gates: commit on proposals/<id>, base untouched."
@@ -238,13 +242,7 @@ def _write_ci_reports(outcomes: list[RunOutcome], junit: Path | None, sarif: Pat
 
 @click.command(name="rollback")
 @click.argument("proposal_id")
-@click.option(
-    "--repo",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("."),
-    show_default="current directory",
-    help="The repository the proposal was rolled out to.",
-)
+@_repo_option("The repository the proposal was rolled out to.")
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
 @click.option("--by", help="Who rolls back (audit log); default: the OS user.")
 @click.pass_context

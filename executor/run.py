@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from executor import __version__
 from executor.config import Settings
@@ -31,6 +31,7 @@ from executor.gitrepo import Change, TargetRepo
 from executor.models import Level, Proposal, Status
 from executor.plugin_api import Rollback
 from executor.report import file_problems, set_problems
+from executor.validation import GateResult
 
 if TYPE_CHECKING:
     from executor_sandbox.pool import Sandboxes
@@ -44,13 +45,9 @@ Progress = Callable[[str, str], None]
 GATES = ("approval", "paths", "static", "sandbox", "rollback", "rollout")
 
 
-class GateOutcome(BaseModel):
-    model_config = ConfigDict(frozen=True)
+class GateOutcome(GateResult):
+    """A gate of a run, with what made it fail."""
 
-    name: str
-    ok: bool
-    seconds: float
-    skipped: bool = False
     message: str | None = None
 
 
@@ -289,7 +286,7 @@ class Runner:
             return None
         report = validate(
             proposal.files,
-            GitTree(repo.path, base_commit),
+            GitTree(repo, base_commit),
             self.plugins,
             self.settings,
             self.sandboxes,

@@ -79,7 +79,7 @@ class TreeEntry:
 
 @dataclass
 class Change:
-    """A commit's worth of file writes: path -> new bytes (None: remove the path)."""
+    """A commit's worth of file writes: path -> new bytes (None: remove the file there; a directory is left alone)."""
 
     files: Mapping[str, bytes | None]
     modes: dict[str, int] = field(default_factory=dict)
@@ -280,7 +280,8 @@ class TargetRepo:
             if rest:
                 deeper.setdefault(head, {})[rest] = update
             elif update is None:
-                entries.pop(head, None)
+                if head in entries and entries[head][1] != TREE:  # removes a file, never a directory
+                    del entries[head]
             else:
                 entries[head] = (update[1], update[0])
         for name, sub in deeper.items():

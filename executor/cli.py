@@ -215,7 +215,8 @@ def show(
     from executor.errors import RefusedError
     from executor.render import proposal_json, render_proposal, stdout_console
 
-    stored = _store(ctx).get(proposal_id, revision)
+    store = _store(ctx)
+    stored = store.get(proposal_id, revision)
     if file_path is not None:
         change = stored.proposal.file(file_path)
         if change is None:
@@ -226,10 +227,17 @@ def show(
         sys.stdout.buffer.write(change.content)
         sys.stdout.buffer.flush()
         return
+    from executor.render import render_runs, runs_json
+    from executor.store.runs import RunStore
+
+    runs = RunStore(store).runs(proposal_id)
+    rollbacks = RunStore(store).rollbacks(proposal_id=proposal_id)
     if as_json:
-        _print_json(proposal_json(stored))
+        _print_json({**proposal_json(stored), **runs_json(runs, rollbacks)})
     else:
-        render_proposal(stdout_console(), stored, content=content)
+        console = stdout_console()
+        render_proposal(console, stored, content=content)
+        render_runs(console, runs, rollbacks)
 
 
 @cli.command()

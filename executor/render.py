@@ -12,6 +12,7 @@ from rich.table import Table
 from executor.ingest import ReportOutcome
 from executor.models import Level, Proposal
 from executor.store.proposals import AuditEntry, Decision, StoredProposal, Summary
+from executor.store.runs import RollbackRecord, RunRecord
 from executor.terminal import inert, silence_stdout
 
 
@@ -93,6 +94,57 @@ def proposal_json(stored: StoredProposal) -> dict[str, Any]:
         "mitigations": list(p.mitigations),
         "text": p.text,
     }
+
+
+def runs_json(runs: list[RunRecord], rollbacks: list[RollbackRecord]) -> dict[str, Any]:
+    """A proposal's runs and rollback records, for ``show`` (stored states; live ones: ``executor rollbacks``)."""
+    return {
+        "runs": [
+            {
+                "run_id": r.run_id,
+                "revision": r.revision,
+                "repo": r.repo,
+                "base": r.base_ref,
+                "status": r.status,
+                "started_at": _time(r.started_at),
+                "finished_at": _time(r.finished_at) if r.finished_at else None,
+                "commit": (r.outcome or {}).get("commit"),
+                "rollout_commit": (r.outcome or {}).get("rollout_commit"),
+            }
+            for r in runs
+        ],
+        "rollbacks": [
+            {
+                "repo": b.repo,
+                "base": b.base_ref,
+                "state": b.state,
+                "ref": b.ref,
+                "rollout_commit": b.rollout_commit,
+                "revert_commit": b.revert_commit,
+                "applied_at": _time(b.applied_at) if b.applied_at else None,
+            }
+            for b in rollbacks
+        ],
+    }
+
+
+def render_runs(console: Console, runs: list[RunRecord], rollbacks: list[RollbackRecord]) -> None:
+    if runs:
+        table = Table(title="runs", title_justify="left", box=None, pad_edge=False)
+        for column in ("STARTED", "STATUS", "BASE", "COMMIT", "REPOSITORY"):
+            table.add_column(column)
+        for r in runs:
+            commit = (r.outcome or {}).get("rollout_commit") or (r.outcome or {}).get("commit") or ""
+            table.add_row(
+                _time(r.started_at),
+                r.status,
+                r.base_ref.removeprefix("refs/heads/"),
+                str(commit)[:12],
+                safe(r.repo),
+            )
+        console.print(table)
+    for b in rollbacks:
+        console.print(f"  rollback {b.state:<9} {b.ref} revert {b.revert_commit[:12]} in {safe(b.repo)}")
 
 
 def summary_json(s: Summary) -> dict[str, Any]:

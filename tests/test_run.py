@@ -366,6 +366,9 @@ def test_cli_run_json_and_exit_codes(repo: Path, approve: Callable[[str], str], 
     assert undone.returncode == 0, undone.stderr
     assert "rolled back" in undone.stdout
     assert "already rolled back" in run_executor("rollback", proposal_id, "--repo", repo).stdout
+    shown = json.loads(run_executor("show", proposal_id, "--json").stdout)
+    assert [(r["status"], r["repo"]) for r in shown["runs"]] == [("rolled_out", str(repo.resolve()))]
+    assert [b["state"] for b in shown["rollbacks"]] == ["applied"]
     never = run_executor("rollback", SEED_IDS["002"], "--repo", repo)
     assert never.returncode == 2
     assert "never rolled out" in never.stderr

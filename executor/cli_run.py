@@ -63,6 +63,8 @@ def _summary(outcome: RunOutcome) -> list[str]:
         lines.append(
             f"{outcome.proposal_id} failed the {failed.name if failed else '?'} gate; nothing rolled out"
         )
+        if failed is not None and failed.message:
+            lines.append(f"  {safe(failed.message)}")
     if outcome.gates:
         lines.append(
             "gates: "
@@ -199,9 +201,9 @@ def _run_all(
     """Every approved proposal not yet run, ``jobs`` at a time; refusals are collected, not raised."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from executor.errors import ExecutorError
+    from executor.errors import ExecutorError, ExitCode
 
-    ids = runner.not_yet_run(repo)
+    ids = runner.not_yet_run(repo, base)
     outcomes: list[RunOutcome] = []
     refused: list[dict[str, object]] = []
 
@@ -209,11 +211,19 @@ def _run_all(
         try:
             return runner.run(proposal_id, repo, base, rollout=rollout)
         except ExecutorError as exc:
+            status = "refused" if exc.exit_code == ExitCode.REFUSED else "error"
             return {
                 "proposal_id": proposal_id,
-                "status": "refused",
+                "status": status,
                 "exit_code": int(exc.exit_code),
                 "message": exc.message,
+            }
+        except Exception as exc:  # a bug in one run must not lose the others' outcomes and reports
+            return {
+                "proposal_id": proposal_id,
+                "status": "error",
+                "exit_code": int(ExitCode.INFRASTRUCTURE),
+                "message": f"internal error: {type(exc).__name__}: {exc}",
             }
 
     with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="run") as pool:
@@ -243,10 +253,13 @@ def _write_ci_reports(outcomes: list[RunOutcome], junit: Path | None, sarif: Pat
 @click.command(name="rollback")
 @click.argument("proposal_id")
 @_repo_option("The repository the proposal was rolled out to.")
+@click.option("--base", help="The branch it was rolled out to (default: that of its latest rollout).")
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
 @click.option("--by", help="Who rolls back (audit log); default: the OS user.")
 @click.pass_context
-def rollback_command(ctx: click.Context, proposal_id: str, repo: Path, as_json: bool, by: str | None) -> None:
+def rollback_command(
+    ctx: click.Context, proposal_id: str, repo: Path, base: str | None, as_json: bool, by: str | None
+) -> None:
     """Undo a rollout with its warm, proven rollback.
 
     \b
@@ -268,7 +281,7 @@ def rollback_command(ctx: click.Context, proposal_id: str, repo: Path, as_json: 
     began = time.monotonic()
     target = TargetRepo(repo)
     try:
-        outcome = roll_back(target, RunStore(_store(ctx)), proposal_id, _actor(by))
+        outcome = roll_back(target, RunStore(_store(ctx)), proposal_id, _actor(by), base)
     finally:
         target.close()
     outcome.seconds = round(time.monotonic() - began, 6)
@@ -294,7 +307,7 @@ def rollback_command(ctx: click.Context, proposal_id: str, repo: Path, as_json: 
 @click.pass_context
 def rollbacks_command(ctx: click.Context, repo: Path | None, as_json: bool) -> None:
     """Rollback artifacts and their state: warm, stale, applied, orphaned, abandoned, pending."""
-    from executor_rollback.records import live_state
+    from executor_rollback.records import live_state, recover_runs
 
     from executor.cli import _print_json, _store
     from executor.errors import RefusedError
@@ -302,7 +315,13 @@ def rollbacks_command(ctx: click.Context, repo: Path | None, as_json: bool) -> N
     from executor.store.runs import RunStore
 
     runs = RunStore(_store(ctx))
-    records = runs.rollbacks(repo=str(repo.resolve()) if repo is not None else None)
+    recover_runs(runs, "rollbacks")  # a killed run's pending record shows as what it became
+    key = None
+    if repo is not None:
+        opened = TargetRepo(repo)
+        key = opened.key
+        opened.close()
+    records = runs.rollbacks(repo=key)
     repos: dict[str, TargetRepo | None] = {}
     rows = []
     for record in records:

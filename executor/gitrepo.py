@@ -41,12 +41,48 @@ ACTOR_NAME, ACTOR_EMAIL = "proposal-executor", "proposal-executor@localhost"
 _EMPTY_TREE = bytes.fromhex("4b825dc642cb6eb9a060e54bf8d69288fbee4904")
 
 
+#: Variables that would point git at another repository, index or object store, or
+#: inject config ahead of ours (GIT_CONFIG_PARAMETERS wins over GIT_CONFIG_COUNT):
+#: set when the executor is started from a hook, an alias or ``rebase --exec``.
+FOREIGN_GIT_VARIABLES = (
+    "GIT_CONFIG_PARAMETERS",
+    "GIT_DIR",
+    "GIT_WORK_TREE",
+    "GIT_INDEX_FILE",
+    "GIT_OBJECT_DIRECTORY",
+    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+    "GIT_COMMON_DIR",
+    "GIT_NAMESPACE",
+    "GIT_GRAFT_FILE",
+    "GIT_REPLACE_REF_BASE",
+    "GIT_NO_REPLACE_OBJECTS",
+    "GIT_SHALLOW_FILE",
+    "GIT_PREFIX",
+    "GIT_INTERNAL_SUPER_PREFIX",
+)
+
+
 def safe_environment() -> dict[str, str]:
-    env = {"GIT_CONFIG_COUNT": str(len(SAFE_CONFIG)), "GIT_TERMINAL_PROMPT": "0", "GIT_OPTIONAL_LOCKS": "0"}
-    for index, (key, value) in enumerate(SAFE_CONFIG.items()):
+    """Our config after whatever the caller set through GIT_CONFIG_COUNT (kept: e.g. safe.directory); later wins."""
+    try:
+        start = max(0, int(os.environ.get("GIT_CONFIG_COUNT", "0")))
+    except ValueError:
+        start = 0
+    env = {
+        "GIT_CONFIG_COUNT": str(start + len(SAFE_CONFIG)),
+        "GIT_TERMINAL_PROMPT": "0",
+        "GIT_OPTIONAL_LOCKS": "0",
+    }
+    for index, (key, value) in enumerate(SAFE_CONFIG.items(), start=start):
         env[f"GIT_CONFIG_KEY_{index}"] = key
         env[f"GIT_CONFIG_VALUE_{index}"] = value
     return env
+
+
+def scrub_git_environment() -> None:
+    """Drop variables that would redirect or reconfigure the git commands the executor runs (for this process)."""
+    for name in FOREIGN_GIT_VARIABLES:
+        os.environ.pop(name, None)
 
 
 @dataclass(frozen=True)
@@ -91,6 +127,7 @@ class TargetRepo:
     def __init__(self, path: str | Path) -> None:
         import git
 
+        scrub_git_environment()
         try:
             self.repo = git.Repo(path)
         except (git.InvalidGitRepositoryError, git.NoSuchPathError) as exc:
@@ -100,6 +137,13 @@ class TargetRepo:
         self.repo.git.update_environment(**safe_environment())
         self.path = Path(path).resolve()
         self.common_dir = Path(self.repo.common_dir).resolve()
+        #: What records key on: one repository, whichever work tree or path it was reached through.
+        self.key = str(self.common_dir)
+        if str(self.repo.config_reader().get_value("extensions", "objectformat", "sha1")).lower() != "sha1":
+            raise RefusedError(
+                f"{path} uses SHA-256 object names, which the executor's git library cannot write",
+                hint="use a SHA-1 repository",
+            )
         self._loose: Any = None
 
     def close(self) -> None:
@@ -270,13 +314,16 @@ class TargetRepo:
         """
         from git.objects.fun import tree_entries_from_data, tree_to_stream
 
-        entries: dict[str, tuple[bytes, int]] = {}
+        # Names as git stores them (bytes; GitPython decodes with surrogateescape), so a
+        # sibling whose name is not UTF-8 is carried over unchanged.
+        entries: dict[bytes, tuple[bytes, int]] = {}
         if tree is not None:
             data = self.repo.odb.stream(tree).read()
-            entries = {name: (sha, mode) for sha, mode, name in tree_entries_from_data(data)}
-        deeper: dict[str, dict[str, tuple[int, bytes] | None]] = {}
+            entries = {_raw(name): (sha, mode) for sha, mode, name in tree_entries_from_data(data)}
+        deeper: dict[bytes, dict[str, tuple[int, bytes] | None]] = {}
         for path, update in updates.items():
-            head, _, rest = path.partition("/")
+            text_head, _, rest = path.partition("/")
+            head = _raw(text_head)
             if rest:
                 deeper.setdefault(head, {})[rest] = update
             elif update is None:
@@ -293,13 +340,11 @@ class TargetRepo:
             else:
                 entries[name] = (written, TREE)
         # git's order: byte-wise by name, a tree's name compared as if it ended in '/'.
-        ordered = sorted(
-            entries.items(), key=lambda item: item[0].encode() + (b"/" if item[1][1] == TREE else b"")
-        )
+        ordered = sorted(entries.items(), key=lambda item: item[0] + (b"/" if item[1][1] == TREE else b""))
         if not entries and not keep_empty:
             return _EMPTY_TREE
         out = BytesIO()
-        tree_to_stream([(sha, mode, name) for name, (sha, mode) in ordered], out.write)
+        tree_to_stream([(sha, mode, name) for name, (sha, mode) in ordered], out.write)  # type: ignore[misc]
         return self._store("tree", out.getvalue())
 
     def update_ref(self, ref: str, new: str, old: str | None, reason: str) -> bool:
@@ -344,6 +389,10 @@ class TargetRepo:
             elif line == f"branch {ref}" and current is not None:
                 found.append(current)
         return found
+
+
+def _raw(name: str) -> bytes:
+    return name.encode("utf-8", "surrogateescape")
 
 
 def _now() -> float:

@@ -26,8 +26,8 @@ from pydantic import BaseModel, Field
 from executor import __version__
 from executor.config import Settings
 from executor.diagnostics import Diagnostic
-from executor.errors import ExitCode, RefusedError
-from executor.gitrepo import Change, TargetRepo
+from executor.errors import ExitCode, InfrastructureError, RefusedError
+from executor.gitrepo import BLOB, EXECUTABLE, Change, TargetRepo
 from executor.models import Level, Proposal, Status
 from executor.plugin_api import Rollback
 from executor.report import file_problems, set_problems
@@ -39,7 +39,8 @@ if TYPE_CHECKING:
     from executor.plugins import Plugins
     from executor.store import ProposalStore
     from executor.store.proposals import StoredProposal
-    from executor.store.runs import RunStore
+    from executor.store.runs import RollbackRecord, RunStore
+    from executor.validation import ValidationReport
 
 Progress = Callable[[str, str], None]
 GATES = ("approval", "paths", "static", "sandbox", "rollback", "rollout")
@@ -70,7 +71,7 @@ class RunOutcome(BaseModel):
     proposal_id: str
     revision: int
     digest: str
-    status: Literal["rolled_out", "validated", "gate_failed", "already_rolled_out"]
+    status: Literal["rolled_out", "validated", "gate_failed", "already_rolled_out", "error"]
     repo: str
     base: str
     base_commit: str | None = None
@@ -86,6 +87,8 @@ class RunOutcome(BaseModel):
 
     @property
     def exit_code(self) -> ExitCode:
+        if self.status == "error":
+            return ExitCode.INFRASTRUCTURE
         return ExitCode.GATE_FAILED if self.status == "gate_failed" else ExitCode.OK
 
     @property
@@ -108,8 +111,9 @@ def proposal_branch(proposal_id: str) -> str:
     return f"refs/heads/proposals/{proposal_id}"
 
 
-def rollback_ref(proposal_id: str) -> str:
-    return f"refs/rollbacks/{proposal_id}"
+def rollback_ref(proposal_id: str, run_id: str) -> str:
+    """One ref per rollout: a later run never unprotects an earlier run's revert commit."""
+    return f"refs/rollbacks/{proposal_id}/{run_id}"
 
 
 def commit_message(proposal: Proposal, approved_by: str) -> str:
@@ -163,19 +167,20 @@ class Runner:
             from executor_rollback.records import recover_runs, settle
 
             base_ref = repo.base_branch(base)
+            base_commit = repo.resolve(base_ref)
+            if base_commit is None:
+                raise RefusedError(
+                    f"{base_ref} in {repo.path} has no commit yet", hint="commit to it first, or pass --base"
+                )
             recover_runs(self.runs, self.actor)
             settle(repo, self.runs, self.actor)
-            done = self._already_rolled_out(repo, proposal, base_ref)
-            if done is not None:
-                done.seconds = round(time.monotonic() - started, 6)
-                return done
             run_id = secrets.token_hex(16)
             self.runs.begin_run(
                 run_id=run_id,
                 proposal_id=proposal.id,
                 revision=stored.revision,
                 digest=proposal.digest,
-                repo=str(repo.path),
+                repo=repo.key,
                 base_ref=base_ref,
                 actor=self.actor,
             )
@@ -184,14 +189,13 @@ class Runner:
                 proposal_id=proposal.id,
                 revision=stored.revision,
                 digest=proposal.digest,
-                status="gate_failed",
+                status="error",  # until the run says otherwise: an exception is recorded as such
                 repo=str(repo.path),
                 base=base_ref,
-                base_commit=repo.resolve(base_ref),
+                base_commit=base_commit,
             )
-            rollback_seq: int | None = None
             try:
-                rollback_seq = self._gates_and_rollout(repo, stored, outcome, rollout=rollout)
+                self._execute(repo, stored, outcome, rollout=rollout)
             finally:
                 outcome.seconds = round(time.monotonic() - started, 6)
                 self.runs.finish_run(
@@ -200,59 +204,80 @@ class Runner:
                     base_commit=outcome.base_commit,
                     outcome=outcome.model_dump(mode="json"),
                     actor=self.actor,
-                    rollback_state=(rollback_seq, "warm") if rollback_seq is not None else None,
                 )
             return outcome
         finally:
             repo.close()
 
-    def not_yet_run(self, repo_path: Path) -> list[str]:
-        """Approved, executable proposals with no finished run of their current digest on this repository."""
+    def not_yet_run(self, repo_path: Path, base: str | None) -> list[str]:
+        """Approved, executable proposals not yet run to an end on this repository's base branch.
+
+        Done: rolled out (or found already there), or failed a gate of its
+        own (approval, paths, checks, sandbox, rollback proof). Not done: a
+        run that raised (Docker down), was only validated, or lost the
+        rollout to a moving base; those are run again.
+        """
         from executor.models import Status
 
-        repo = str(repo_path.resolve())
-        done = {
-            (r.proposal_id, r.digest)
-            for r in self.runs.runs()
-            if r.repo == repo and r.status in ("rolled_out", "gate_failed", "validated")
-        }
+        repo = TargetRepo(repo_path)
+        try:
+            key, base_ref = repo.key, repo.base_branch(base)
+        finally:
+            repo.close()
+        done = set()
+        for run in self.runs.runs():
+            if run.repo != key or run.base_ref != base_ref:
+                continue
+            if run.status in ("rolled_out", "already_rolled_out"):
+                done.add((run.proposal_id, run.digest))
+            elif run.status == "gate_failed":
+                failed = [
+                    g
+                    for g in (run.outcome or {}).get("gates", [])
+                    if not g.get("ok") and not g.get("skipped")
+                ]
+                if failed and failed[0].get("name") != "rollout":
+                    done.add((run.proposal_id, run.digest))
         return [
             s.id
             for s in self.store.summaries(status=Status.APPROVED)
             if s.executable and (s.id, s.digest) not in done
         ]
 
-    def _already_rolled_out(self, repo: TargetRepo, proposal: Proposal, base_ref: str) -> RunOutcome | None:
-        record = self.runs.latest_rollback(proposal.id, str(repo.path))
-        tip = repo.resolve(base_ref)
-        if (
-            record is None
-            or record.state != "warm"
-            or record.digest != proposal.digest
-            or record.base_ref != base_ref
-            or tip is None
-            or not repo.is_ancestor(record.rollout_commit, tip)
-        ):
-            return None
-        return RunOutcome(
-            proposal_id=proposal.id,
-            revision=record.revision,
-            digest=proposal.digest,
-            status="already_rolled_out",
-            repo=str(repo.path),
-            base=base_ref,
-            base_commit=tip,
-            branch=proposal_branch(proposal.id),
+    def _already_in_base(
+        self, repo: TargetRepo, proposal: Proposal, base_ref: str, tip: str
+    ) -> RollbackRecord | None:
+        """The rollout of this digest that the base still holds exactly (files and modes), if any."""
+        for record in reversed(self.runs.rollbacks(proposal_id=proposal.id, repo=repo.key)):
+            if record.base_ref != base_ref or record.state != "warm" or record.digest != proposal.digest:
+                continue
+            if not repo.is_ancestor(record.rollout_commit, tip):
+                continue
+            for path, image in record.files.items():
+                entry = repo.entry(tip, path)
+                if entry is None or (entry.sha, entry.mode) != (
+                    image["after"],
+                    image.get("after_mode", BLOB),
+                ):
+                    return None  # reverted or changed since: run it again
+            return record
+        return None
+
+    def _report_already(self, outcome: RunOutcome, record: RollbackRecord) -> None:
+        outcome.status = "already_rolled_out"
+        outcome.rollout_commit = record.rollout_commit
+        outcome.branch = proposal_branch(record.proposal_id)
+        outcome.rollback = RollbackArtifact(
+            ref=record.ref,
+            commit=record.revert_commit,
             rollout_commit=record.rollout_commit,
-            rollback=RollbackArtifact(
-                ref=record.ref,
-                commit=record.revert_commit,
-                rollout_commit=record.rollout_commit,
-                proven=True,
-                reversible=True,
-                plugins=[Rollback.model_validate(p) for p in record.plugins],
-            ),
-            notes=[f"rolled out by run {record.run_id} at {record.created_at:%Y-%m-%d %H:%M:%S} UTC"],
+            proven=bool(record.proof),
+            reversible=True,
+            plugins=[Rollback.model_validate(p) for p in record.plugins],
+        )
+        outcome.notes.append(
+            f"already rolled out in {record.rollout_commit[:12]} by run {record.run_id} "
+            f"at {record.created_at:%Y-%m-%d %H:%M:%S} UTC; nothing to do"
         )
 
     # -- the gates -----------------------------------------------------------------------
@@ -267,60 +292,80 @@ class Runner:
                 name=name, ok=message is None, seconds=round(time.monotonic() - began, 6), message=message
             )
         )
+        if message is not None:
+            outcome.status = "gate_failed"
         return message is None
 
-    def _gates_and_rollout(
-        self, repo: TargetRepo, stored: StoredProposal, outcome: RunOutcome, *, rollout: bool
-    ) -> int | None:
+    def _validate(self, repo: TargetRepo, proposal: Proposal, at: str) -> ValidationReport:
         from executor.basetree import GitTree
         from executor.validation import validate
 
-        proposal = stored.proposal
-        base_commit = outcome.base_commit
-        assert base_commit is not None
-        if not self._gate(outcome, "approval", lambda: _approval_problem(stored)):
-            return None
-        if not self._gate(
-            outcome, "paths", lambda: self._path_problems(repo, proposal, base_commit, outcome)
-        ):
-            return None
-        report = validate(
+        return validate(
             proposal.files,
-            GitTree(repo, base_commit),
+            GitTree(repo, at),
             self.plugins,
             self.settings,
             self.sandboxes,
             progress=self._validation_progress,
         )
+
+    def _execute(
+        self, repo: TargetRepo, stored: StoredProposal, outcome: RunOutcome, *, rollout: bool
+    ) -> None:
+        proposal = stored.proposal
+        base_commit = outcome.base_commit
+        assert base_commit is not None
+        record = self._already_in_base(repo, proposal, outcome.base, base_commit)
+        if record is not None:
+            self._report_already(outcome, record)
+            return
+        if not self._gate(outcome, "approval", lambda: _approval_problem(stored)):
+            return
+        if not self._gate(
+            outcome, "paths", lambda: self._path_problems(repo, proposal, base_commit, outcome)
+        ):
+            return
+        report = self._validate(repo, proposal, base_commit)
         outcome.diagnostics += report.diagnostics
+        failed = [d for d in report.diagnostics if d.is_error]
         for gate in report.gates:
-            failed = [d for d in report.diagnostics if d.is_error]
-            message = (
-                None
-                if gate.ok
-                else f"{len(failed)} error(s); first: {failed[0].location()}: {failed[0].message}"
-                if failed
-                else "failed"
-            )
+            message = None
+            if not gate.ok:
+                message = (
+                    f"{len(failed)} error(s); first: {failed[0].location()}: {failed[0].message}"
+                    if failed
+                    else "failed"
+                )
             outcome.gates.append(
                 GateOutcome(
                     name=gate.name, ok=gate.ok, seconds=gate.seconds, skipped=gate.skipped, message=message
                 )
             )
-        # The branch exists whatever the gates said: a failed proposal is kept for inspection.
-        change = Change({f.path: f.content for f in proposal.files})
+        change = file_change(repo, proposal, base_commit)
         commit = repo.write_commit(
             [base_commit], base_commit, change, commit_message(proposal, _approver(stored))
         )
+        if repo.commit(commit).tree.hexsha == repo.commit(base_commit).tree.hexsha:
+            outcome.status = "already_rolled_out"
+            outcome.notes.append(
+                "the base already holds every file exactly as the proposal writes it; nothing to do"
+            )
+            return
+        # The branch exists whatever the gates said: a failed proposal is kept for inspection.
         branch = proposal_branch(proposal.id)
-        repo.update_ref(branch, commit, repo.resolve(branch), f"executor: proposal {proposal.id}")
+        for _attempt in range(3):
+            if repo.update_ref(branch, commit, repo.resolve(branch), f"executor: proposal {proposal.id}"):
+                break
+        else:
+            raise InfrastructureError(f"{branch} kept moving while this run wrote it; rerun")
         outcome.branch, outcome.commit = branch, commit
         if not report.ok:
-            return None
+            outcome.status = "gate_failed"
+            return
         if not rollout:
             outcome.status = "validated"
-            return None
-        return self._roll_out(repo, stored, outcome, change, report.rollbacks)
+            return
+        self._roll_out(repo, stored, outcome, change, report.rollbacks)
 
     def _validation_progress(self, gate: str, plugin: str) -> None:
         self.progress(gate, plugin)
@@ -367,7 +412,54 @@ class Runner:
         outcome: RunOutcome,
         change: Change,
         plugin_rollbacks: list[Rollback],
-    ) -> int | None:
+    ) -> None:
+        """Up to three rounds: a base that moved on elsewhere gets the proposal judged again on it first."""
+        began = time.monotonic()
+        validated_on = outcome.base_commit
+        assert validated_on is not None
+        message: str | None = "the base branch kept moving during the rollout; rerun"
+        for _round in range(3):
+            self.progress("rollout", "")
+            with repo.rollout_lock():
+                message, again = self._attempt_rollout(
+                    repo, stored, outcome, change, validated_on, plugin_rollbacks
+                )
+            if again is None:
+                break
+            # The base moved on without touching the proposal's paths: judge it again on the new base
+            # (its SQL baseline, its rules) before a merge commit makes the two live together.
+            report = self._validate(repo, stored.proposal, again)
+            errors = [d for d in report.diagnostics if d.is_error]
+            if not report.ok:
+                outcome.diagnostics += report.diagnostics
+                first = f"{errors[0].location()}: {errors[0].message}" if errors else "a plugin failed"
+                message = f"the base moved to {again[:12]} and the proposal fails on it: {first}"
+                break
+            validated_on, plugin_rollbacks = again, report.rollbacks
+            message = "the base branch kept moving during the rollout; rerun"
+        if outcome.status == "already_rolled_out":
+            return
+        outcome.gates.append(
+            GateOutcome(
+                name="rollout",
+                ok=message is None,
+                seconds=round(time.monotonic() - began, 6),
+                message=message,
+            )
+        )
+        if message is not None:
+            outcome.status = "gate_failed"
+
+    def _attempt_rollout(
+        self,
+        repo: TargetRepo,
+        stored: StoredProposal,
+        outcome: RunOutcome,
+        change: Change,
+        validated_on: str,
+        plugin_rollbacks: list[Rollback],
+    ) -> tuple[str | None, str | None]:
+        """Under the rollout lock: ``(why it failed, None)``, ``(None, tip to validate on first)``, or ``(None, None)`` when done."""
         from executor_rollback.records import keep_artifacts
         from executor_rollback.revert import prepare_revert
 
@@ -376,88 +468,108 @@ class Runner:
         assert commit is not None
         assert base_commit is not None
         paths = sorted(change.files)
-        seq: int | None = None
+        tip = repo.resolve(outcome.base)
+        if tip is None:
+            return f"the base branch {outcome.base} was deleted during the run", None
+        now = self.store.get(proposal.id)
+        if now.proposal.digest != proposal.digest or _approval_problem(now) is not None:
+            return (
+                "the approval was withdrawn or the proposal changed during the run; nothing was rolled out",
+                None,
+            )
+        record = self._already_in_base(repo, proposal, outcome.base, tip)
+        if record is not None:  # a concurrent run of the same proposal got there first
+            self._report_already(outcome, record)
+            return None, None
+        if tip != validated_on:
+            if not repo.is_ancestor(validated_on, tip):
+                return (
+                    f"{outcome.base} was rewritten during the run ({validated_on[:12]} is no longer in it); "
+                    "nothing was rolled out: rerun on the rewritten branch"
+                ), None
+            conflicts = sorted(repo.changed_paths(base_commit, tip) & set(paths))
+            if conflicts:
+                return (
+                    f"the base moved to {tip[:12]} and changed the same paths: {', '.join(conflicts)}; nothing was rolled out",
+                    None,
+                )
+            in_the_way = repo.rules(tip).problems(paths) + repo.tree_problems(tip, paths)
+            if in_the_way:
+                return f"the base moved to {tip[:12]}: {'; '.join(in_the_way)}", None
+            return None, tip
+        if tip == base_commit:
+            target, merged = commit, False
+        else:
+            target = repo.write_commit(
+                [tip, commit],
+                tip,
+                Change(change.files, file_change(repo, proposal, tip).modes),
+                f"Merge {proposal_branch(proposal.id).removeprefix('refs/heads/')} into "
+                f"{outcome.base.removeprefix('refs/heads/')}\n\nProposal-Id: {proposal.id}\n",
+            )
+            merged = True
+        revert = prepare_revert(repo, proposal.id, tip, target, paths)
+        files = keep_artifacts(self.settings.home, proposal.id, str(outcome.run_id), plugin_rollbacks)
+        ref = rollback_ref(proposal.id, str(outcome.run_id))
+        seq = self.runs.add_rollback(
+            {
+                "proposal_id": proposal.id,
+                "revision": stored.revision,
+                "digest": proposal.digest,
+                "run_id": outcome.run_id or "",
+                "repo": repo.key,
+                "base_ref": outcome.base,
+                "ref": ref,
+                "rollout_commit": target,
+                "revert_commit": revert.commit,
+                "files": revert.files,
+                "plugins": [r.model_dump(mode="json") for r in plugin_rollbacks],
+                "proof": revert.proof,
+            }
+        )
+        if not repo.update_ref(ref, revert.commit, repo.resolve(ref), "executor: rollback prepared"):
+            raise InfrastructureError(f"{ref} moved while this run wrote it; nothing was rolled out, rerun")
+        crash_point("recorded")
+        if not repo.update_ref(outcome.base, target, tip, f"executor: roll out proposal {proposal.id}"):
+            self.runs.set_rollback_state(seq, "abandoned", actor=self.actor)
+            repo.delete_ref(ref, revert.commit)
+            moved = repo.resolve(outcome.base)
+            return None, moved if moved is not None and repo.is_ancestor(
+                validated_on, moved
+            ) else validated_on
+        crash_point("rolled_out")
+        self.runs.set_rollback_state(seq, "warm", actor=self.actor, expected="pending")
+        outcome.base_commit, outcome.rollout_commit, outcome.merged = tip, target, merged
+        outcome.status = "rolled_out"
+        outcome.rollback = RollbackArtifact(
+            ref=ref,
+            commit=revert.commit,
+            rollout_commit=target,
+            proven=True,
+            reversible=True,
+            plugins=plugin_rollbacks,
+            files=files,
+        )
+        try:
+            for worktree in repo.checked_out_at(outcome.base):
+                outcome.notes.append(
+                    f"{worktree} has {outcome.base.removeprefix('refs/heads/')} checked out and its files now trail "
+                    f"the branch: a commit made there now would undo the rollout; first run: "
+                    f"git -C {worktree} read-tree -m -u {tip[:12]} HEAD"
+                )
+        except Exception as exc:  # the rollout happened: a note must not turn it into a failure
+            outcome.notes.append(f"could not list work trees that have the base checked out: {exc}")
+        return None, None
 
-        def rollout() -> str | None:
-            nonlocal seq
-            for _attempt in range(5):
-                tip = repo.resolve(outcome.base)
-                if tip is None:
-                    return f"the base branch {outcome.base} was deleted during the run"
-                if tip == base_commit:
-                    target, merged = commit, False
-                else:
-                    conflicts = sorted(repo.changed_paths(base_commit, tip) & set(paths))
-                    if conflicts:
-                        return (
-                            f"the base moved to {tip[:12]} and changed the same paths: {', '.join(conflicts)}; "
-                            "nothing was rolled out"
-                        )
-                    in_the_way = repo.tree_problems(tip, paths)
-                    if in_the_way:
-                        return f"the base moved to {tip[:12]}: {'; '.join(in_the_way)}"
-                    target = repo.write_commit(
-                        [tip, commit],
-                        tip,
-                        change,
-                        f"Merge {proposal_branch(proposal.id).removeprefix('refs/heads/')} into "
-                        f"{outcome.base.removeprefix('refs/heads/')}\n\nProposal-Id: {proposal.id}\n",
-                    )
-                    merged = True
-                revert = prepare_revert(repo, proposal.id, tip, target, paths)
-                files = keep_artifacts(self.settings.home, proposal.id, plugin_rollbacks)
-                seq = self.runs.add_rollback(
-                    {
-                        "proposal_id": proposal.id,
-                        "revision": stored.revision,
-                        "digest": proposal.digest,
-                        "run_id": outcome.run_id or "",
-                        "repo": str(repo.path),
-                        "base_ref": outcome.base,
-                        "ref": rollback_ref(proposal.id),
-                        "rollout_commit": target,
-                        "revert_commit": revert.commit,
-                        "files": revert.files,
-                        "plugins": [r.model_dump(mode="json") for r in plugin_rollbacks],
-                        "proof": revert.proof,
-                    }
-                )
-                repo.update_ref(
-                    rollback_ref(proposal.id),
-                    revert.commit,
-                    repo.resolve(rollback_ref(proposal.id)),
-                    "executor: rollback prepared",
-                )
-                crash_point("recorded")
-                if not repo.update_ref(
-                    outcome.base, target, tip, f"executor: roll out proposal {proposal.id}"
-                ):
-                    self.runs.set_rollback_state(seq, "abandoned", actor=self.actor)
-                    seq = None
-                    continue  # the base moved under us: look again
-                crash_point("rolled_out")
-                outcome.base_commit, outcome.rollout_commit, outcome.merged = tip, target, merged
-                outcome.status = "rolled_out"
-                outcome.rollback = RollbackArtifact(
-                    ref=rollback_ref(proposal.id),
-                    commit=revert.commit,
-                    rollout_commit=target,
-                    proven=True,
-                    reversible=True,
-                    plugins=plugin_rollbacks,
-                    files=files,
-                )
-                for worktree in repo.checked_out_at(outcome.base):
-                    outcome.notes.append(
-                        f"{worktree} has {outcome.base.removeprefix('refs/heads/')} checked out and now trails it; "
-                        f"bring its files up to date with: git -C {worktree} read-tree -m -u {tip[:12]} HEAD"
-                    )
-                return None
-            return "the base branch kept moving during the rollout; retry"
 
-        with repo.rollout_lock():
-            self._gate(outcome, "rollout", rollout)
-        return seq
+def file_change(repo: TargetRepo, proposal: Proposal, at: str) -> Change:
+    """The proposal's files as a change onto ``at``: a file that exists keeps its mode (an executable stays one)."""
+    modes = {}
+    for f in proposal.files:
+        entry = repo.entry(at, f.path)
+        if entry is not None and entry.mode in (BLOB, EXECUTABLE):
+            modes[f.path] = entry.mode
+    return Change({f.path: f.content for f in proposal.files}, modes)
 
 
 def _approver(stored: StoredProposal) -> str:

@@ -165,7 +165,7 @@ def test_seed_003_rolls_out_and_rolls_back_to_the_exact_base(
     assert git(repo, "rev-parse", "main") == outcome.commit == outcome.rollout_commit
     # The warm rollback: a revert commit whose tree is the old base's, and the proven down migration.
     assert outcome.rollback is not None
-    revert = git(repo, "rev-parse", rollback_ref(proposal_id))
+    revert = git(repo, "rev-parse", rollback_ref(proposal_id, str(outcome.run_id)))
     assert revert == outcome.rollback.commit
     assert git(repo, "rev-parse", f"{revert}^{{tree}}") == git(repo, "rev-parse", f"{base}^{{tree}}")
     [sql] = outcome.rollback.plugins
@@ -358,7 +358,7 @@ def test_cli_run_json_and_exit_codes(repo: Path, approve: Callable[[str], str], 
         "rollback",
         "rollout",
     ]
-    assert data["rollback"]["ref"] == rollback_ref(proposal_id)
+    assert data["rollback"]["ref"] == rollback_ref(proposal_id, data["run_id"])
     assert data["rollback"]["proven"] is True
     listed = json.loads(run_executor("rollbacks", "--json").stdout)
     assert [(r["proposal_id"], r["state"]) for r in listed] == [(proposal_id, "warm")]
@@ -367,7 +367,7 @@ def test_cli_run_json_and_exit_codes(repo: Path, approve: Callable[[str], str], 
     assert "rolled back" in undone.stdout
     assert "already rolled back" in run_executor("rollback", proposal_id, "--repo", repo).stdout
     shown = json.loads(run_executor("show", proposal_id, "--json").stdout)
-    assert [(r["status"], r["repo"]) for r in shown["runs"]] == [("rolled_out", str(repo.resolve()))]
+    assert [(r["status"], r["repo"]) for r in shown["runs"]] == [("rolled_out", str(repo.resolve() / ".git"))]
     assert [b["state"] for b in shown["rollbacks"]] == ["applied"]
     never = run_executor("rollback", SEED_IDS["002"], "--repo", repo)
     assert never.returncode == 2

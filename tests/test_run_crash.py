@@ -21,7 +21,7 @@ import pytest
 from executor_sandbox import labels
 from executor_sandbox.pool import Sandboxes
 
-from executor.run import proposal_branch, rollback_ref
+from executor.run import proposal_branch
 from tests.conftest import SEED_IDS, Cli, run_executor, seed
 from tests.test_run import git
 
@@ -65,8 +65,9 @@ def assert_untouched_or_rolled_out(repo: Path, base: str, proposal_id: str) -> s
     if tip == base:
         return "untouched"
     assert git(repo, "show", f"{tip}:generated_1.sql").startswith("CREATE TABLE IF NOT EXISTS users")
-    revert = git(repo, "rev-parse", rollback_ref(proposal_id))
-    assert git(repo, "rev-parse", f"{revert}^") == tip
+    refs = git(repo, "for-each-ref", "--format=%(refname)", f"refs/rollbacks/{proposal_id}/").split()
+    reverts = [git(repo, "rev-parse", ref) for ref in refs]
+    [revert] = [r for r in reverts if git(repo, "rev-parse", f"{r}^") == tip]  # this rollout's revert
     assert git(repo, "rev-parse", f"{revert}^{{tree}}") == git(repo, "rev-parse", f"{base}^{{tree}}")
     return "rolled out"
 
@@ -101,7 +102,9 @@ def test_kill_9_at_each_stage_then_the_next_run_settles_it(
     assert "settled 1 run(s)" in runs["detail"], runs
     assert ("rolled_out" if expected == "rolled out" else "crashed") in runs["detail"]
     if point == "recorded":
-        assert git(repo, "for-each-ref", rollback_ref(proposal)) == "", "the abandoned revert's ref is gone"
+        assert git(repo, "for-each-ref", f"refs/rollbacks/{proposal}/") == "", (
+            "the abandoned revert's ref is gone"
+        )
 
     again = run_executor("run", proposal, "--repo", repo, "--json")
     assert again.returncode == 0, again.stderr

@@ -50,7 +50,7 @@ class RollbackRecord:
     ref: str
     rollout_commit: str
     revert_commit: str
-    files: dict[str, dict[str, str | None]]  # path -> {"before": blob or None, "after": blob}
+    files: dict[str, dict[str, Any]]  # path -> before/after blob and mode (None: absent)
     plugins: list[dict[str, Any]]
     proof: dict[str, Any]
     state: str
@@ -113,9 +113,8 @@ class RunStore:
         base_commit: str | None,
         outcome: dict[str, Any],
         actor: str,
-        rollback_state: tuple[int, str] | None = None,
     ) -> None:
-        """The run's outcome (and its rollback record's new state), with the audit entry, in one transaction."""
+        """The run's outcome, with the audit entry, in one transaction."""
         now = utcnow()
         with self._transaction() as connection:
             row = connection.execute(select(runs).where(runs.c.run_id == run_id)).one()
@@ -124,9 +123,6 @@ class RunStore:
                 .where(runs.c.run_id == run_id)
                 .values(status=status, base_commit=base_commit, finished_at=now, outcome=outcome)
             )
-            if rollback_state is not None:
-                seq, state = rollback_state
-                connection.execute(update(rollbacks).where(rollbacks.c.seq == seq).values(state=state))
             detail = {
                 "run_id": run_id,
                 "status": status,
@@ -154,20 +150,30 @@ class RunStore:
             return int(result.inserted_primary_key[0])
 
     def set_rollback_state(
-        self, seq: int, state: str, *, actor: str, applied_commit: str | None = None
-    ) -> None:
+        self,
+        seq: int,
+        state: str,
+        *,
+        actor: str,
+        applied_commit: str | None = None,
+        expected: str | None = None,
+    ) -> bool:
+        """Move a record to ``state`` (only from ``expected``, when given); False if it was not in that state."""
         now = utcnow()
         values: dict[str, Any] = {"state": state}
         if state == "applied":
             values.update(applied_at=now, applied_commit=applied_commit)
         with self._transaction() as connection:
             row = connection.execute(select(rollbacks).where(rollbacks.c.seq == seq)).one()
+            if expected is not None and row.state != expected:
+                return False
             connection.execute(update(rollbacks).where(rollbacks.c.seq == seq).values(**values))
             detail = {"ref": row.ref, "state": state, "from": row.state}
             if applied_commit:
                 detail["commit"] = applied_commit
             event = "rolled_back" if state == "applied" else f"rollback_{state}"
             self._audit(connection, event, actor, row.proposal_id, row.revision, detail, now)
+        return True
 
     def rollbacks(self, *, proposal_id: str | None = None, repo: str | None = None) -> list[RollbackRecord]:
         """Rollback records, oldest first."""
@@ -178,7 +184,3 @@ class RunStore:
             query = query.where(rollbacks.c.repo == repo)
         with self._transaction() as connection:
             return [_rollback(row) for row in connection.execute(query)]
-
-    def latest_rollback(self, proposal_id: str, repo: str) -> RollbackRecord | None:
-        found = self.rollbacks(proposal_id=proposal_id, repo=repo)
-        return found[-1] if found else None

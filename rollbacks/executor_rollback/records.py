@@ -32,11 +32,11 @@ def settle(repo: TargetRepo, runs: RunStore, actor: str) -> None:
     Under the rollout lock, no live run is between recording and moving the
     base, so the branch alone tells which way a pending record went.
     """
-    pending = [r for r in runs.rollbacks(repo=str(repo.path)) if r.state == "pending"]
+    pending = [r for r in runs.rollbacks(repo=repo.key) if r.state == "pending"]
     if not pending:
         return
     with repo.rollout_lock():
-        for record in runs.rollbacks(repo=str(repo.path)):
+        for record in runs.rollbacks(repo=repo.key):
             if record.state != "pending":
                 continue
             tip = repo.resolve(record.base_ref)
@@ -94,6 +94,8 @@ def _alive(pid: int) -> bool:
 def live_state(repo: TargetRepo, record: RollbackRecord) -> str:
     if record.state != "warm":
         return record.state
+    if repo.resolve(record.ref) != record.revert_commit:
+        return "lost"  # its ref was deleted or moved by hand: the revert commit may be gone
     tip = repo.resolve(record.base_ref)
     if tip == record.rollout_commit:
         return "warm"
@@ -102,11 +104,11 @@ def live_state(repo: TargetRepo, record: RollbackRecord) -> str:
     return "orphaned"
 
 
-def keep_artifacts(home: Path, proposal_id: str, rollbacks: list[Rollback]) -> dict[str, str]:
-    """Write each plugin's rollback artifacts under ``home/rollbacks/<id>/<plugin>/``; name -> path."""
+def keep_artifacts(home: Path, proposal_id: str, run_id: str, rollbacks: list[Rollback]) -> dict[str, str]:
+    """Write each plugin's rollback artifacts under ``home/rollbacks/<id>/<run>/<plugin>/``; name -> path."""
     kept: dict[str, str] = {}
     for rollback in rollbacks:
-        directory = home / "rollbacks" / proposal_id / rollback.plugin
+        directory = home / "rollbacks" / proposal_id / run_id / rollback.plugin
         for name, text in rollback.artifacts.items():
             if "/" in name or name in ("", ".", ".."):
                 raise RefusedError(
@@ -139,32 +141,47 @@ class RollbackOutcome:
         return asdict(self)
 
 
-def roll_back(repo: TargetRepo, runs: RunStore, proposal_id: str, actor: str) -> RollbackOutcome:
-    """Undo a rollout: the base moves to the prepared (or rebuilt) revert, by compare-and-swap."""
+def roll_back(
+    repo: TargetRepo, runs: RunStore, proposal_id: str, actor: str, base: str | None = None
+) -> RollbackOutcome:
+    """Undo a rollout: the base moves to the prepared (or rebuilt) revert, by compare-and-swap.
+
+    ``base``: the branch it was rolled out to (default: the latest rollout's).
+    """
     settle(repo, runs, actor)
-    records = [
-        r for r in runs.rollbacks(proposal_id=proposal_id, repo=str(repo.path)) if r.state != "abandoned"
-    ]
-    if not records:
+
+    def latest() -> RollbackRecord | None:
+        found = [
+            r
+            for r in runs.rollbacks(proposal_id=proposal_id, repo=repo.key)
+            if r.state != "abandoned" and (base_ref is None or r.base_ref == base_ref)
+        ]
+        return found[-1] if found else None
+
+    base_ref = repo.base_branch(base) if base is not None else None
+    record = latest()
+    if record is None:
+        where = f" on {base_ref}" if base_ref else ""
         raise RefusedError(
-            f"proposal {proposal_id} was never rolled out to {repo.path}, so there is nothing to roll back",
+            f"proposal {proposal_id} was never rolled out to {repo.path}{where}, so there is nothing to roll back",
             hint="see: executor rollbacks",
         )
-    record = records[-1]
-    outcome = RollbackOutcome(
-        proposal_id=proposal_id,
-        status="rolled_back",
-        repo=str(repo.path),
-        base=record.base_ref,
-        plugins=record.plugins,
-    )
-    if record.state == "applied":
-        outcome.status, outcome.commit = "already_rolled_back", record.applied_commit
-        outcome.notes.append(
-            f"already rolled back in {str(record.applied_commit)[:12]} at {record.applied_at}; nothing to do"
-        )
-        return outcome
     with repo.rollout_lock():
+        record = latest()  # again, under the lock: a concurrent rollback may have applied it
+        assert record is not None
+        outcome = RollbackOutcome(
+            proposal_id=proposal_id,
+            status="rolled_back",
+            repo=str(repo.path),
+            base=record.base_ref,
+            plugins=record.plugins,
+        )
+        if record.state == "applied":
+            outcome.status, outcome.commit = "already_rolled_back", record.applied_commit
+            outcome.notes.append(
+                f"already rolled back in {str(record.applied_commit)[:12]} at {record.applied_at}; nothing to do"
+            )
+            return outcome
         tip = repo.resolve(record.base_ref)
         if tip is None or not repo.is_ancestor(record.rollout_commit, tip):
             raise RefusedError(
@@ -172,6 +189,11 @@ def roll_back(repo: TargetRepo, runs: RunStore, proposal_id: str, actor: str) ->
                 f"{record.base_ref}, so there is nothing to roll back there"
             )
         if tip == record.rollout_commit:
+            if repo.resolve(record.ref) != record.revert_commit:
+                raise RollbackFailed(
+                    f"the prepared revert {record.ref} is missing or was moved by hand; nothing was changed",
+                    hint="restore the ref, or revert by hand",
+                )
             target = record.revert_commit
         else:
             target = rebuild_revert(repo, proposal_id, tip, record.rollout_commit, record.files)

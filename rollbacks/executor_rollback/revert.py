@@ -28,7 +28,7 @@ class RollbackFailed(ExecutorError):
 @dataclass(frozen=True)
 class PreparedRevert:
     commit: str
-    files: dict[str, dict[str, str | None]]  # path -> {"before": blob or None, "after": blob}
+    files: dict[str, dict[str, Any]]  # path -> before/after blob and mode (None: absent)
     proof: dict[str, Any]
 
 
@@ -67,10 +67,15 @@ def prepare_revert(
             f"the prepared revert of proposal {proposal_id} does not restore the base tree "
             f"({have[:12]} instead of {want[:12]}); nothing was rolled out"
         )
-    files = {}
+    files: dict[str, dict[str, Any]] = {}
     for path in paths:
         after = repo.entry(rollout, path)
-        files[path] = {"before": before_blobs[path], "after": after.sha if after else None}
+        files[path] = {
+            "before": before_blobs[path],
+            "before_mode": change.modes.get(path) if before_blobs[path] is not None else None,
+            "after": after.sha if after else None,
+            "after_mode": after.mode if after else None,
+        }
     proof = {
         "tree": "the revert commit's tree equals the base tree before the rollout",
         "base_tree": want,
@@ -80,13 +85,18 @@ def prepare_revert(
 
 
 def rebuild_revert(
-    repo: TargetRepo, proposal_id: str, tip: str, rollout: str, files: dict[str, dict[str, str | None]]
+    repo: TargetRepo, proposal_id: str, tip: str, rollout: str, files: dict[str, dict[str, Any]]
 ) -> str:
-    """A revert on ``tip`` (the base moved on since the rollout), proven; refused if a touched path drifted."""
+    """A revert on ``tip`` (the base moved on since the rollout), proven; refused if a touched path drifted.
+
+    Drift is any change of content or mode at a touched path since the
+    rollout: reverting it would silently undo later work.
+    """
     drifted = []
-    for path, blobs in sorted(files.items()):
+    for path, image in sorted(files.items()):
         entry = repo.entry(tip, path)
-        if (entry.sha if entry else None) != blobs["after"]:
+        now = (entry.sha, entry.mode) if entry else (None, None)
+        if now != (image["after"], image.get("after_mode", BLOB if image["after"] else None)):
             drifted.append(path)
     if drifted:
         raise RollbackFailed(
@@ -94,24 +104,22 @@ def rebuild_revert(
             "a revert would lose those changes, so nothing was changed",
             hint="revert by hand, or roll back the later changes first",
         )
-    change = Change({}, {})
     contents: dict[str, bytes | None] = {}
-    for path, blobs in files.items():
-        before = blobs["before"]
+    modes: dict[str, int] = {}
+    for path, image in files.items():
+        before = image["before"]
         contents[path] = None if before is None else bytes(repo.repo.odb.stream(bytes.fromhex(before)).read())
-    rollout_commit = repo.commit(rollout)
-    for path in files:
-        entry = repo.entry(rollout_commit.parents[0].hexsha, path) if rollout_commit.parents else None
-        if entry is not None:
-            change.modes[path] = entry.mode
-    change = Change(contents, change.modes)
-    commit = repo.write_commit([tip], tip, change, _message(proposal_id, rollout))
+        if before is not None:
+            modes[path] = int(image.get("before_mode") or BLOB)
+    commit = repo.write_commit([tip], tip, Change(contents, modes), _message(proposal_id, rollout))
     changed = repo.changed_paths(tip, commit)
-    wrong = [
-        path
-        for path, blobs in files.items()
-        if ((entry := repo.entry(commit, path)) and entry.sha) != blobs["before"]
-    ]
+    wrong = []
+    for path, image in files.items():
+        entry = repo.entry(commit, path)
+        now = (entry.sha, entry.mode) if entry else (None, None)
+        want = (image["before"], int(image.get("before_mode") or BLOB)) if image["before"] else (None, None)
+        if now != want:
+            wrong.append(path)
     if not changed <= set(files) or wrong:
         raise RollbackFailed(
             f"the revert rebuilt on {tip[:12]} does not restore exactly the paths proposal {proposal_id} "

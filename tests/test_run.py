@@ -464,3 +464,151 @@ def test_concurrent_runs_on_one_repository_both_land(
     assert statuses == ["rolled_out", "rolled_out"]
     files = git(repo, "ls-tree", "-r", "--name-only", "main").split()
     assert files == ["README.md", "db/000_table.sql", "db/001_table.sql"], "neither rollout was lost"
+
+
+# -- review regressions -----------------------------------------------------------------------
+
+
+def test_a_base_rewritten_during_the_run_is_not_merged_back(
+    repo: Path, approve: Callable[[str], str], runner: Callable[..., Runner]
+) -> None:
+    proposal_id = approve("003")
+    secret = commit_file(repo, "secret.env", "TOKEN=oops\n", "oops")
+    rewritten: list[str] = []
+
+    def meanwhile(gate: str, detail: str) -> None:
+        if gate == "rollout" and not rewritten:  # someone scrubs the secret with a force-push
+            git(repo, "reset", "-q", "--hard", "HEAD~1")
+            rewritten.append(commit_file(repo, "docs/x.md", "clean\n", "rewrite without the secret"))
+
+    outcome = runner(meanwhile).run(proposal_id, repo, None)
+    assert outcome.status == "gate_failed"
+    failed = outcome.failed_gate
+    assert failed is not None
+    assert failed.name == "rollout"
+    assert failed.message is not None
+    assert "rewritten" in failed.message
+    assert git(repo, "rev-parse", "main") == rewritten[0]
+    assert secret not in git(repo, "rev-list", "main").split()
+
+
+def test_validated_only_is_run_again_by_all_approved_and_modes_are_kept(
+    repo: Path, run_cli: Cli, runner: Callable[..., Runner], tmp_path: Path
+) -> None:
+    commit_file(repo, "run.sh", "#!/bin/sh\necho old\n", "script")
+    git(repo, "update-index", "--chmod=+x", "run.sh")
+    git(repo, "-c", "core.hooksPath=/dev/null", "commit", "-qm", "executable")
+    write_report(tmp_path / "r", "fsar_script", "run.sh", "#!/bin/sh\necho new\n")
+    assert run_cli("ingest", tmp_path / "r").exit_code == 0
+    assert run_cli("approve", "fsar_script", "--by", "tester").exit_code == 0
+    made = runner()
+    made.settings = made.settings.model_copy(
+        update={"plugins": made.settings.plugins.model_copy(update={"unvalidated": ["*.sh"]})}
+    )
+    assert made.run("fsar_script", repo, None, rollout=False).status == "validated"
+    assert made.not_yet_run(repo, None) == ["fsar_script"], "validated only: not done"
+    assert made.run("fsar_script", repo, None).status == "rolled_out"
+    assert made.not_yet_run(repo, None) == []
+    assert git(repo, "ls-tree", "main", "run.sh").split()[0] == "100755", "an executable stays one"
+
+
+def test_a_rollout_reverted_by_hand_is_not_reported_as_rolled_out(
+    repo: Path, approve: Callable[[str], str], runner: Callable[..., Runner]
+) -> None:
+    proposal_id = approve("003")
+    first = runner().run(proposal_id, repo, None)
+    assert first.status == "rolled_out"
+    git(repo, "reset", "-q", "--hard")
+    git(
+        repo,
+        "-c",
+        "user.name=t",
+        "-c",
+        "user.email=t@t",
+        "-c",
+        "core.hooksPath=/dev/null",
+        "revert",
+        "--no-edit",
+        "HEAD",
+    )
+    again = runner().run(proposal_id, repo, None)
+    assert again.status == "rolled_out", again.notes
+    refs = git(repo, "for-each-ref", "--format=%(refname)", f"refs/rollbacks/{proposal_id}/").split()
+    assert len(refs) == 2, "each rollout keeps its own prepared revert"
+
+
+def test_a_reject_during_the_gates_stops_the_rollout(
+    repo: Path, approve: Callable[[str], str], runner: Callable[..., Runner], run_cli: Cli
+) -> None:
+    proposal_id = approve("003")
+    base = git(repo, "rev-parse", "main")
+
+    def meanwhile(gate: str, detail: str) -> None:
+        if gate == "rollout":
+            assert run_cli("reject", proposal_id, "--by", "security").exit_code == 0
+
+    outcome = runner(meanwhile).run(proposal_id, repo, None)
+    assert outcome.status == "gate_failed"
+    assert outcome.failed_gate is not None
+    assert "approval was withdrawn" in str(outcome.failed_gate.message)
+    assert git(repo, "rev-parse", "main") == base
+
+
+def test_foreign_git_environment_and_non_utf8_names_change_nothing(
+    repo: Path,
+    approve: Callable[[str], str],
+    runner: Callable[..., Runner],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    proposal_id = approve("003")
+    name = b"caf\xe9.txt"
+    blob = (
+        subprocess.run(
+            ["git", "-C", str(repo), "hash-object", "-w", "--stdin"],
+            input=b"latin-1 name\n",
+            capture_output=True,
+            check=True,
+        )
+        .stdout.decode()
+        .strip()
+    )
+    cacheinfo = b"100644," + blob.encode() + b"," + name  # argv as bytes: the name is not UTF-8
+    subprocess.run(
+        [b"git", b"-C", str(repo).encode(), b"update-index", b"--add", b"--cacheinfo", cacheinfo], check=True
+    )
+    tree = git(repo, "write-tree")
+    head = git(repo, "rev-parse", "HEAD")
+    latin = git(
+        repo,
+        "-c",
+        "user.name=t",
+        "-c",
+        "user.email=t@t",
+        "commit-tree",
+        tree,
+        "-p",
+        head,
+        "-m",
+        "latin-1 name",
+    )
+    git(repo, "update-ref", "refs/heads/main", latin)
+    other = tmp_path / "other"
+    other.mkdir()
+    git(other, "init", "-q")
+    hooks = tmp_path / "evil-hooks"
+    hooks.mkdir()
+    marker = tmp_path / "evil-ran"
+    (hooks / "reference-transaction").write_text(f"#!/bin/sh\necho ran >> {marker}\n")
+    (hooks / "reference-transaction").chmod(0o755)
+    monkeypatch.setenv("GIT_DIR", str(other / ".git"))
+    monkeypatch.setenv("GIT_CONFIG_PARAMETERS", f"'core.hookspath'='{hooks}'")
+    outcome = runner().run(proposal_id, repo, None)
+    assert outcome.status == "rolled_out", outcome.gates
+    assert not marker.exists(), "no hook ran"
+    monkeypatch.delenv("GIT_DIR", raising=False)
+    assert git(repo, "rev-parse", "main") == outcome.rollout_commit, "the right repository moved"
+    listed = subprocess.run(
+        ["git", "-C", str(repo), "ls-tree", "-z", "--name-only", "main"], capture_output=True, check=True
+    ).stdout
+    assert name in listed.split(b"\0"), "the sibling with a Latin-1 name is carried over byte for byte"

@@ -8,7 +8,7 @@
 - rollback: ``executor rollback`` right after that run (the prepared revert
   applies as is), beside a rollback after the base moved on (the revert is
   rebuilt and proven again).
-- all approved: ``executor run --all-approved -j 2`` over 100 small proposals
+- all approved: ``executor run --all-approved`` over 100 small proposals
   (one SQL migration each) on one repository, warm, beside the same with the
   warm sandboxes removed first.
 
@@ -151,7 +151,7 @@ def main() -> None:
 
         def batch(warm: bool) -> float:
             executor(env, "sandbox", "up") if warm else executor(env, "sandbox", "down")
-            return executor(env, "run", "--all-approved", "-j", "2", "--repo", new_repo(work), check=False)
+            return executor(env, "run", "--all-approved", "--repo", new_repo(work), check=False)
 
         all_warm, all_cold = batch(True), batch(False)
         executor(env, "sandbox", "up")
@@ -172,7 +172,7 @@ def main() -> None:
     print(f"  prepared revert:          {summary(rollback)}")
     print(f"  base moved, rebuilt+proven: {summary(rebuilt)}")
     print(f"  rollback: {verdict('rollback', statistics.median(rollback))}")
-    print(f"executor run --all-approved -j 2, {args.batch} small proposals, whole process")
+    print(f"executor run --all-approved, {args.batch} small proposals on one repository, whole process")
     print(f"  warm sandboxes: {all_warm:6.2f} s ({all_warm / args.batch * 1000:.0f} ms each)")
     print(f"  cold (no pool): {all_cold:6.2f} s   cold/warm {all_cold / all_warm:.2f}x")
     if args.batch == 100:

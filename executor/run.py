@@ -413,30 +413,36 @@ class Runner:
         change: Change,
         plugin_rollbacks: list[Rollback],
     ) -> None:
-        """Up to three rounds: a base that moved on elsewhere gets the proposal judged again on it first."""
+        """Up to three rounds: a base that moved on elsewhere gets the proposal judged again on it first.
+
+        The lock is held through a re-validation: other runs' rollouts wait
+        for it, so concurrent runs (--all-approved -j N) cannot keep moving
+        the base under this one. No run holds a sandbox while it waits for
+        the lock, so taking one here cannot deadlock.
+        """
         began = time.monotonic()
         validated_on = outcome.base_commit
         assert validated_on is not None
         message: str | None = "the base branch kept moving during the rollout; rerun"
-        for _round in range(3):
-            self.progress("rollout", "")
-            with repo.rollout_lock():
+        self.progress("rollout", "")
+        with repo.rollout_lock():
+            for _round in range(3):
                 message, again = self._attempt_rollout(
                     repo, stored, outcome, change, validated_on, plugin_rollbacks
                 )
-            if again is None:
-                break
-            # The base moved on without touching the proposal's paths: judge it again on the new base
-            # (its SQL baseline, its rules) before a merge commit makes the two live together.
-            report = self._validate(repo, stored.proposal, again)
-            errors = [d for d in report.diagnostics if d.is_error]
-            if not report.ok:
-                outcome.diagnostics += report.diagnostics
-                first = f"{errors[0].location()}: {errors[0].message}" if errors else "a plugin failed"
-                message = f"the base moved to {again[:12]} and the proposal fails on it: {first}"
-                break
-            validated_on, plugin_rollbacks = again, report.rollbacks
-            message = "the base branch kept moving during the rollout; rerun"
+                if again is None:
+                    break
+                # The base moved on without touching the proposal's paths: judge it again on the new
+                # base (its SQL baseline, its rules) before a merge commit makes the two live together.
+                report = self._validate(repo, stored.proposal, again)
+                errors = [d for d in report.diagnostics if d.is_error]
+                if not report.ok:
+                    outcome.diagnostics += report.diagnostics
+                    first = f"{errors[0].location()}: {errors[0].message}" if errors else "a plugin failed"
+                    message = f"the base moved to {again[:12]} and the proposal fails on it: {first}"
+                    break
+                validated_on, plugin_rollbacks = again, report.rollbacks
+                message = "the base branch kept moving during the rollout; rerun"
         if outcome.status == "already_rolled_out":
             return
         outcome.gates.append(

@@ -69,6 +69,21 @@ def take_socket(hijacked: Any) -> tuple[socket.socket, bytes]:
     return sock, buffered
 
 
+def close_socket(sock: socket.socket) -> None:
+    """End a hijacked stream now.
+
+    ``close()`` alone leaves the descriptor open while docker-py's HTTP
+    response still holds a file object on it (until a garbage collection),
+    and the engine keeps copying the container's output into it: once that
+    buffer fills, the engine stalls every attached stream of the container,
+    ours included. ``shutdown`` ends the stream whatever holds the descriptor.
+    """
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+    with contextlib.suppress(OSError):
+        sock.close()
+
+
 class FrameReader:
     """Reads Docker's 8-byte-header frames from a socket, honouring a deadline."""
 
@@ -166,5 +181,4 @@ class HarnessChannel:
         return message
 
     def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self.sock.close()
+        close_socket(self.sock)

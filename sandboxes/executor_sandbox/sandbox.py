@@ -28,6 +28,7 @@ from executor_sandbox.channel import (
     FrameReader,
     HarnessChannel,
     SandboxLostError,
+    close_socket,
     take_socket,
 )
 
@@ -640,7 +641,7 @@ class Use:
                 sandbox.dirty_reason = sandbox.dirty_reason or "a killed command's output did not end"
             if killer is not None:
                 sandbox.wait_exec(killer, KILL_GRACE)
-        sock.close()
+        close_socket(sock)
         seconds = time.monotonic() - started
         exit_code, died = self._exit_code(exec_id)
         after = None if died else self._counters_or_none()

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 MAX_COMPONENT_BYTES = 255
 MAX_PATH_BYTES = 4096
+MAX_DEPTH = 64  # directories deep; git itself refuses trees deeper than core.maxTreeDepth (4096 in 2.46)
 
 _WINDOWS_INVALID = frozenset('<>:"|?*')
 _WINDOWS_RESERVED = frozenset(
@@ -120,6 +121,8 @@ def check_path(path: str) -> list[PathViolation]:
         add("too_long", f"is longer than {MAX_PATH_BYTES} bytes")
 
     components = path.split("/")
+    if len(components) > MAX_DEPTH:
+        add("too_deep", f"is {len(components)} directories deep; at most {MAX_DEPTH} are written")
     for index, comp in enumerate(components):
         if comp == "":
             if index == 0 and path.startswith("/"):

@@ -55,6 +55,7 @@ def test_ordinary_paths_pass(path: str) -> None:
         ("e\u0301.sql", "not_nfc"),
         ("x" * 256, "component_too_long"),
         ("a/" * 2100 + "b", "too_long"),
+        ("a/" * 64 + "b", "too_deep"),
         ("aux", "windows_reserved"),
         ("dir/COM1.txt", "windows_reserved"),
         ("lpt\u00b9", "windows_reserved"),

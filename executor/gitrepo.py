@@ -15,6 +15,7 @@ import contextlib
 import fcntl
 import fnmatch
 import os
+import time
 import tomllib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -290,7 +291,7 @@ class TargetRepo:
                 updates[path] = (change.modes.get(path, BLOB), self._store("blob", data))
         root = bytes.fromhex(str(self.repo.commit(onto).tree.hexsha))
         tree = self._write_tree(root, updates)
-        identity = f"{ACTOR_NAME} <{ACTOR_EMAIL}> {int(_now())} +0000"
+        identity = f"{ACTOR_NAME} <{ACTOR_EMAIL}> {int(time.time())} +0000"
         lines = [f"tree {tree.hex()}", *(f"parent {self.repo.commit(p).hexsha}" for p in parents)]
         lines += [f"author {identity}", f"committer {identity}"]
         body = "\n".join(lines) + "\n\n" + message
@@ -393,9 +394,5 @@ class TargetRepo:
 
 def _raw(name: str) -> bytes:
     return name.encode("utf-8", "surrogateescape")
-
-
-def _now() -> float:
-    import time
 
     return time.time()

@@ -43,7 +43,6 @@ if TYPE_CHECKING:
     from executor.validation import ValidationReport
 
 Progress = Callable[[str, str], None]
-GATES = ("approval", "paths", "static", "sandbox", "rollback", "rollout")
 
 
 class GateOutcome(GateResult):

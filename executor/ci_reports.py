@@ -29,8 +29,24 @@ def _line(d: Diagnostic) -> str:
     )
 
 
-def junit(outcomes: Sequence[RunOutcome]) -> bytes:
+def junit(outcomes: Sequence[RunOutcome], refused: Sequence[dict[str, object]] = ()) -> bytes:
+    """A suite per proposal; a refused run is a suite whose one case failed (the refusal)."""
     suites = ET.Element("testsuites", name="proposal-executor")
+    for refusal in refused:
+        suite = ET.SubElement(
+            suites,
+            "testsuite",
+            name=str(refusal["proposal_id"]),
+            tests="1",
+            failures="1",
+            errors="0",
+            skipped="0",
+            time="0",
+        )
+        case = ET.SubElement(
+            suite, "testcase", classname=f"{refusal['proposal_id']}.run", name="run", time="0"
+        )
+        ET.SubElement(case, "failure", message=str(refusal["message"]), type=str(refusal["status"]))
     for outcome in outcomes:
         files: dict[str, list[Diagnostic]] = {}
         for d in outcome.diagnostics:
@@ -83,7 +99,7 @@ def junit(outcomes: Sequence[RunOutcome]) -> bytes:
     return bytes(ET.tostring(suites, encoding="utf-8", xml_declaration=True))
 
 
-def sarif(outcomes: Sequence[RunOutcome]) -> bytes:
+def sarif(outcomes: Sequence[RunOutcome], refused: Sequence[dict[str, object]] = ()) -> bytes:
     rules: dict[str, dict[str, Any]] = {}
     results = []
     for outcome in outcomes:
@@ -122,7 +138,16 @@ def sarif(outcomes: Sequence[RunOutcome]) -> bytes:
                 },
                 "originalUriBaseIds": {"REPO": {"description": {"text": "the target repository's root"}}},
                 "results": results,
-                "invocations": [{"executionSuccessful": all(o.status != "gate_failed" for o in outcomes)}],
+                "invocations": [
+                    {
+                        "executionSuccessful": not refused
+                        and all(o.status != "gate_failed" for o in outcomes),
+                        "toolExecutionNotifications": [
+                            {"level": "error", "message": {"text": f"{r['proposal_id']}: {r['message']}"}}
+                            for r in refused
+                        ],
+                    }
+                ],
             }
         ],
     }

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from executor.errors import ExecutorError, ExitCode
+
 if TYPE_CHECKING:
     from executor.run import Runner, RunOutcome
 
@@ -169,13 +171,21 @@ def run_command(
             progress=progress,  # type: ignore[arg-type]
         )
         if proposal_id is not None:
-            outcomes = [runner.run(proposal_id, repo, base, rollout=not no_rollout)]
+            try:
+                outcomes = [runner.run(proposal_id, repo, base, rollout=not no_rollout)]
+            except ExecutorError as exc:
+                # CI reads the reports and the JSON: say it there too, never leave an old report in place.
+                refusal = _refusal(proposal_id, exc)
+                _write_ci_reports([], [refusal], junit, sarif)
+                if as_json:
+                    _print_json(refusal)
+                raise
             refused: list[dict[str, object]] = []
         else:
             outcomes, refused = _run_all(
                 runner, repo, base, rollout=not no_rollout, jobs=jobs, echo=not as_json
             )
-    _write_ci_reports(outcomes, junit, sarif)
+    _write_ci_reports(outcomes, refused, junit, sarif)
     codes = [int(o.exit_code) for o in outcomes] + [int(str(r["exit_code"])) for r in refused]
     if as_json:
         _print_json(
@@ -211,13 +221,7 @@ def _run_all(
         try:
             return runner.run(proposal_id, repo, base, rollout=rollout)
         except ExecutorError as exc:
-            status = "refused" if exc.exit_code == ExitCode.REFUSED else "error"
-            return {
-                "proposal_id": proposal_id,
-                "status": status,
-                "exit_code": int(exc.exit_code),
-                "message": exc.message,
-            }
+            return _refusal(proposal_id, exc)
         except Exception as exc:  # a bug in one run must not lose the others' outcomes and reports
             return {
                 "proposal_id": proposal_id,
@@ -239,15 +243,28 @@ def _run_all(
     return outcomes, refused
 
 
-def _write_ci_reports(outcomes: list[RunOutcome], junit: Path | None, sarif: Path | None) -> None:
+def _refusal(proposal_id: str, exc: ExecutorError) -> dict[str, object]:
+    status = "refused" if exc.exit_code == ExitCode.REFUSED else "error"
+    return {
+        "proposal_id": proposal_id,
+        "status": status,
+        "exit_code": int(exc.exit_code),
+        "message": exc.message,
+        "hint": exc.hint,
+    }
+
+
+def _write_ci_reports(
+    outcomes: list[RunOutcome], refused: list[dict[str, object]], junit: Path | None, sarif: Path | None
+) -> None:
     if junit is None and sarif is None:
         return
     from executor import ci_reports
 
     if junit is not None:
-        ci_reports.write_atomically(junit, ci_reports.junit(outcomes))
+        ci_reports.write_atomically(junit, ci_reports.junit(outcomes, refused))
     if sarif is not None:
-        ci_reports.write_atomically(sarif, ci_reports.sarif(outcomes))
+        ci_reports.write_atomically(sarif, ci_reports.sarif(outcomes, refused))
 
 
 @click.command(name="rollback")

@@ -612,3 +612,20 @@ def test_foreign_git_environment_and_non_utf8_names_change_nothing(
         ["git", "-C", str(repo), "ls-tree", "-z", "--name-only", "main"], capture_output=True, check=True
     ).stdout
     assert name in listed.split(b"\0"), "the sibling with a Latin-1 name is carried over byte for byte"
+
+
+def test_a_refused_run_still_answers_in_json_and_replaces_old_ci_reports(
+    repo: Path, run_cli: Cli, tmp_path: Path
+) -> None:
+    assert run_cli("ingest", seed("000")).exit_code == 0
+    junit_path = tmp_path / "junit.xml"
+    junit_path.write_text("<stale/>")
+    result = run_executor("run", SEED_IDS["000"], "--repo", repo, "--json", "--junit", junit_path)
+    assert result.returncode == 2
+    answer = json.loads(result.stdout)
+    assert (answer["status"], answer["exit_code"]) == ("refused", 2)
+    assert "no executable file changes" in answer["message"]
+    assert "no executable file changes" in result.stderr
+    report = junit_path.read_text()
+    assert "<stale/>" not in report
+    assert 'type="refused"' in report

@@ -239,7 +239,14 @@ def _run_all(
             else:
                 outcomes.append(result)
                 if echo:
-                    click.echo(_summary(result)[0])
+                    lines = _summary(result)
+                    click.echo(lines[0])
+                    if (
+                        result.status == "gate_failed"
+                        and len(lines) > 1
+                        and not lines[1].startswith("gates:")
+                    ):
+                        click.echo(lines[1])  # why: the failed gate's message
     return outcomes, refused
 
 
@@ -328,7 +335,7 @@ def rollbacks_command(ctx: click.Context, repo: Path | None, as_json: bool) -> N
 
     from executor.cli import _print_json, _store
     from executor.errors import RefusedError
-    from executor.gitrepo import TargetRepo
+    from executor.gitrepo import TargetRepo, repository_path
     from executor.store.runs import RunStore
 
     runs = RunStore(_store(ctx))
@@ -344,11 +351,12 @@ def rollbacks_command(ctx: click.Context, repo: Path | None, as_json: bool) -> N
     for record in records:
         if record.repo not in repos:
             try:
-                repos[record.repo] = TargetRepo(record.repo)
+                opened = TargetRepo(repository_path(record.repo))
+                repos[record.repo] = opened if opened.key == record.repo else None
             except RefusedError:
                 repos[record.repo] = None
         target = repos[record.repo]
-        state = live_state(target, record) if target is not None else "repository missing"
+        state = live_state(target, record) if target is not None else "repository gone"
         rows.append(
             {
                 "proposal_id": record.proposal_id,
@@ -386,6 +394,6 @@ def rollbacks_command(ctx: click.Context, repo: Path | None, as_json: bool) -> N
             str(row["base"]).removeprefix("refs/heads/"),
             str(row["rollout_commit"])[:12],
             str(row["revert_commit"])[:12],
-            safe(str(row["repo"])),
+            safe(repository_path(str(row["repo"]))),
         )
     stdout_console().print(table)

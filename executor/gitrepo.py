@@ -15,6 +15,7 @@ import contextlib
 import fcntl
 import fnmatch
 import os
+import secrets
 import time
 import tomllib
 from collections.abc import Iterator, Mapping
@@ -138,8 +139,9 @@ class TargetRepo:
         self.repo.git.update_environment(**safe_environment())
         self.path = Path(path).resolve()
         self.common_dir = Path(self.repo.common_dir).resolve()
-        #: What records key on: one repository, whichever work tree or path it was reached through.
-        self.key = str(self.common_dir)
+        #: What records key on: one repository, whichever work tree or path it was reached through,
+        #: and not another one made later at the same path.
+        self.key = f"{self.common_dir}#{self._identity()}"
         if str(self.repo.config_reader().get_value("extensions", "objectformat", "sha1")).lower() != "sha1":
             raise RefusedError(
                 f"{path} uses SHA-256 object names, which the executor's git library cannot write",
@@ -149,6 +151,23 @@ class TargetRepo:
 
     def close(self) -> None:
         self.repo.close()
+
+    def _identity(self) -> str:
+        """A random id kept in the git directory (beside the rollout lock), made on first use."""
+        path = self.common_dir / "executor-id"
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        except FileExistsError:
+            text = path.read_text(encoding="ascii", errors="replace").strip()
+            if text.isalnum() and len(text) == 32:
+                return text
+            raise RefusedError(
+                f"{path} is not an executor repository id", hint="remove it; the executor makes a new one"
+            ) from None
+        identity = secrets.token_hex(16)
+        with os.fdopen(fd, "w", encoding="ascii") as handle:
+            handle.write(identity + "\n")
+        return identity
 
     # -- reading -----------------------------------------------------------------------
 
@@ -390,6 +409,11 @@ class TargetRepo:
             elif line == f"branch {ref}" and current is not None:
                 found.append(current)
         return found
+
+
+def repository_path(key: str) -> str:
+    """The git directory a record key names (see ``TargetRepo.key``)."""
+    return key.rsplit("#", 1)[0]
 
 
 def _raw(name: str) -> bytes:

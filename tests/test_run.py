@@ -367,7 +367,8 @@ def test_cli_run_json_and_exit_codes(repo: Path, approve: Callable[[str], str], 
     assert "rolled back" in undone.stdout
     assert "already rolled back" in run_executor("rollback", proposal_id, "--repo", repo).stdout
     shown = json.loads(run_executor("show", proposal_id, "--json").stdout)
-    assert [(r["status"], r["repo"]) for r in shown["runs"]] == [("rolled_out", str(repo.resolve() / ".git"))]
+    assert [r["status"] for r in shown["runs"]] == ["rolled_out"]
+    assert shown["runs"][0]["repo"].startswith(str(repo.resolve() / ".git") + "#")
     assert [b["state"] for b in shown["rollbacks"]] == ["applied"]
     never = run_executor("rollback", SEED_IDS["002"], "--repo", repo)
     assert never.returncode == 2
@@ -629,3 +630,20 @@ def test_a_refused_run_still_answers_in_json_and_replaces_old_ci_reports(
     report = junit_path.read_text()
     assert "<stale/>" not in report
     assert 'type="refused"' in report
+
+
+def test_a_repository_made_again_at_the_same_path_is_a_new_one(
+    repo: Path, approve: Callable[[str], str], runner: Callable[..., Runner]
+) -> None:
+    import shutil
+
+    proposal_id = approve("003")
+    assert runner().run(proposal_id, repo, None).status == "rolled_out"
+    assert runner().not_yet_run(repo, None) == []
+    shutil.rmtree(repo)
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    commit_file(repo, "README.md", "# again\n", "init")
+    assert runner().not_yet_run(repo, None) == [proposal_id]
+    assert runner().run(proposal_id, repo, None).status == "rolled_out"
+    assert rollback(repo, proposal_id).status == "rolled_back"

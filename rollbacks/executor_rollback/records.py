@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from executor.errors import RefusedError
-from executor.gitrepo import TargetRepo
+from executor.gitrepo import TargetRepo, repository_path
 from executor_rollback.revert import RollbackFailed, rebuild_revert
 
 if TYPE_CHECKING:
@@ -58,8 +58,11 @@ def recover_runs(runs: RunStore, actor: str) -> list[str]:
             continue
         status = "crashed"
         try:
-            repo = TargetRepo(run.repo)
+            repo = TargetRepo(repository_path(run.repo))
         except RefusedError:
+            repo = None
+        if repo is not None and repo.key != run.repo:  # another repository now stands at that path
+            repo.close()
             repo = None
         if repo is not None:
             try:

@@ -47,6 +47,33 @@ def write_report(
     return report
 
 
+def git(repo: Path, *args: str, input: bytes | None = None, env: dict[str, str] | None = None) -> str:
+    """Run git in ``repo`` as a test author, with no system config; stdout, stripped."""
+    environment = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+        "GIT_CONFIG_NOSYSTEM": "1",
+        **(env or {}),
+    }
+    done = subprocess.run(
+        ["git", "-C", str(repo), *args], input=input, capture_output=True, check=True, env=environment
+    )
+    return done.stdout.decode().strip()
+
+
+def commit_file(repo: Path, path: str, content: str, message: str = "change") -> str:
+    """Write, add and commit one file (no hooks); the new commit."""
+    target = repo / path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(content)
+    git(repo, "add", path)
+    git(repo, "-c", "core.hooksPath=/dev/null", "commit", "-qm", message)
+    return git(repo, "rev-parse", "HEAD")
+
+
 @pytest.fixture(autouse=True)
 def executor_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Every test gets its own state directory and none of the caller's settings."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
@@ -11,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from executor.gitrepo import Change, TargetRepo
+from tests.conftest import git
 
 BASE_FILES = {
     "README.md": b"# r\n",
@@ -21,20 +21,6 @@ BASE_FILES = {
 }
 NAMES = st.sampled_from(["a", "a-b", "a.b", "a_b", "b", "B", "db", "z", "é", "x y", "001_init.sql", "c.sql"])
 PATHS = st.lists(NAMES, min_size=1, max_size=4).map("/".join)
-
-
-def git(repo: Path, *args: str, input: bytes | None = None, env: dict[str, str] | None = None) -> str:
-    return (
-        subprocess.run(
-            ["git", "-C", str(repo), *args],
-            input=input,
-            capture_output=True,
-            check=True,
-            env={**os.environ, **(env or {}), "GIT_CONFIG_NOSYSTEM": "1"},
-        )
-        .stdout.decode()
-        .strip()
-    )
 
 
 @pytest.fixture(scope="module")

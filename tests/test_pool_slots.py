@@ -27,3 +27,12 @@ def test_leases_prefer_the_warm_slot_released_longest_ago(
     )
     sandboxes._forget_released(2)
     assert sandboxes._slot_order() == [0, 1, 2]
+
+
+def test_a_slot_whose_holder_died_comes_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pool, "lock_dir", lambda: tmp_path)
+    sandboxes = pool.Sandboxes(SandboxSettings(warm_pool=2))
+    sandboxes._mark_released(0)
+    sandboxes._mark_released(1)
+    sandboxes._mark_leased(1)  # leased, never released: its holder was killed
+    assert sandboxes._slot_order() == [1, 0]

@@ -21,7 +21,7 @@ from executor.plugins import Plugins
 from executor.run import Runner, RunOutcome, proposal_branch, rollback_ref
 from executor.store import open_store
 from executor.store.runs import RunStore
-from tests.conftest import SEED_IDS, Cli, run_executor, seed, write_report
+from tests.conftest import SEED_IDS, Cli, commit_file, git, run_executor, seed, write_report
 
 pytestmark = pytest.mark.docker
 pytest_plugins = ["executor.testing"]
@@ -35,28 +35,6 @@ HOOKS = (
     "post-merge",
     "pre-push",
 )
-
-
-def git(repo: Path, *args: str) -> str:
-    env = {
-        **os.environ,
-        "GIT_AUTHOR_NAME": "t",
-        "GIT_AUTHOR_EMAIL": "t@t",
-        "GIT_COMMITTER_NAME": "t",
-        "GIT_COMMITTER_EMAIL": "t@t",
-    }
-    return subprocess.run(
-        ["git", "-C", str(repo), *args], check=True, capture_output=True, text=True, env=env
-    ).stdout.strip()
-
-
-def commit_file(repo: Path, path: str, content: str, message: str = "change") -> str:
-    target = repo / path
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(content)
-    git(repo, "add", path)
-    git(repo, "-c", "core.hooksPath=/dev/null", "commit", "-qm", message)
-    return git(repo, "rev-parse", "HEAD")
 
 
 @pytest.fixture
@@ -102,6 +80,17 @@ def runner(executor_plugins: Plugins, sandboxes: Sandboxes) -> Callable[..., Run
         )
 
     return make
+
+
+def at_rollout(action: Callable[[], str | None]) -> tuple[Callable[[str, str], None], list[str | None]]:
+    """A progress callback that does ``action`` once, as the run reaches its rollout (what happens meanwhile)."""
+    done: list[str | None] = []
+
+    def progress(gate: str, detail: str) -> None:
+        if gate == "rollout" and not done:
+            done.append(action())
+
+    return progress, done
 
 
 def rollback(repo: Path, proposal_id: str) -> RollbackOutcome:
@@ -261,14 +250,10 @@ def test_base_moving_onto_the_same_path_fails_the_rollout_and_changes_nothing(
     repo: Path, approve: Callable[[str], str], runner: Callable[..., Runner]
 ) -> None:
     proposal_id = approve("003")
-    moved: list[str] = []
-
-    def meanwhile(gate: str, detail: str) -> None:
-        if gate == "rollout" and not moved:  # another proposal lands on the same file first
-            moved.append(
-                commit_file(repo, "generated_1.sql", "CREATE TABLE other (id int);\n", "other proposal")
-            )
-
+    # Another proposal lands on the same file first.
+    meanwhile, moved = at_rollout(
+        lambda: commit_file(repo, "generated_1.sql", "CREATE TABLE other (id int);\n", "other proposal")
+    )
     outcome = runner(meanwhile).run(proposal_id, repo, None)
     assert outcome.status == "gate_failed"
     failed = outcome.failed_gate
@@ -284,12 +269,7 @@ def test_base_moving_elsewhere_gets_a_merge_and_a_rollback_that_is_rebuilt_later
     repo: Path, approve: Callable[[str], str], runner: Callable[..., Runner]
 ) -> None:
     proposal_id = approve("003")
-    moved: list[str] = []
-
-    def meanwhile(gate: str, detail: str) -> None:
-        if gate == "rollout" and not moved:
-            moved.append(commit_file(repo, "docs/notes.md", "unrelated\n", "unrelated work"))
-
+    meanwhile, moved = at_rollout(lambda: commit_file(repo, "docs/notes.md", "unrelated\n", "unrelated work"))
     outcome = runner(meanwhile).run(proposal_id, repo, None)
     assert outcome.status == "rolled_out"
     assert outcome.merged
@@ -475,13 +455,12 @@ def test_a_base_rewritten_during_the_run_is_not_merged_back(
 ) -> None:
     proposal_id = approve("003")
     secret = commit_file(repo, "secret.env", "TOKEN=oops\n", "oops")
-    rewritten: list[str] = []
 
-    def meanwhile(gate: str, detail: str) -> None:
-        if gate == "rollout" and not rewritten:  # someone scrubs the secret with a force-push
-            git(repo, "reset", "-q", "--hard", "HEAD~1")
-            rewritten.append(commit_file(repo, "docs/x.md", "clean\n", "rewrite without the secret"))
+    def rewrite() -> str:  # someone scrubs the secret with a force-push
+        git(repo, "reset", "-q", "--hard", "HEAD~1")
+        return commit_file(repo, "docs/x.md", "clean\n", "rewrite without the secret")
 
+    meanwhile, rewritten = at_rollout(rewrite)
     outcome = runner(meanwhile).run(proposal_id, repo, None)
     assert outcome.status == "gate_failed"
     failed = outcome.failed_gate
@@ -544,11 +523,10 @@ def test_a_reject_during_the_gates_stops_the_rollout(
     proposal_id = approve("003")
     base = git(repo, "rev-parse", "main")
 
-    def meanwhile(gate: str, detail: str) -> None:
-        if gate == "rollout":
-            assert run_cli("reject", proposal_id, "--by", "security").exit_code == 0
-
+    meanwhile, rejected = at_rollout(lambda: run_cli("reject", proposal_id, "--by", "security").output)
     outcome = runner(meanwhile).run(proposal_id, repo, None)
+    assert rejected
+    assert "rejected" in str(rejected[0])
     assert outcome.status == "gate_failed"
     assert outcome.failed_gate is not None
     assert "approval was withdrawn" in str(outcome.failed_gate.message)

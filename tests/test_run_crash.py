@@ -22,8 +22,7 @@ from executor_sandbox import labels
 from executor_sandbox.pool import Sandboxes
 
 from executor.run import proposal_branch
-from tests.conftest import SEED_IDS, Cli, run_executor, seed
-from tests.test_run import git
+from tests.conftest import SEED_IDS, Cli, git, run_executor, seed
 
 pytestmark = pytest.mark.docker
 

@@ -348,3 +348,25 @@ def test_decision_racing_a_revision_never_lands_on_the_superseded_one(db_url: st
         assert store.get(first.id, revision=1).status is Status.NEW
     else:
         assert events == ["ingested", "revised"]
+
+
+def test_a_run_finishes_once(store: ProposalStore) -> None:
+    from executor.store.runs import RunStore
+
+    runs = RunStore(store)
+    runs.begin_run(
+        run_id="r1",
+        proposal_id="p",
+        revision=1,
+        digest="d",
+        repo="/x/.git#id",
+        base_ref="refs/heads/main",
+        actor="t",
+    )
+    outcome = {"commit": None, "rollout_commit": None}
+    assert runs.finish_run("r1", status="crashed", base_commit=None, outcome=outcome, actor="doctor")
+    assert not runs.finish_run(
+        "r1", status="crashed", base_commit=None, outcome=outcome, actor="other thread"
+    )
+    assert [r.status for r in runs.runs("p")] == ["crashed"]
+    assert [e.event for e in store.log("p")] == ["run_started", "run_crashed"]

@@ -113,11 +113,17 @@ class RunStore:
         base_commit: str | None,
         outcome: dict[str, Any],
         actor: str,
-    ) -> None:
-        """The run's outcome, with the audit entry, in one transaction."""
+    ) -> bool:
+        """The run's outcome, with the audit entry, in one transaction; False if it had finished already.
+
+        Only a running run finishes: two threads recovering the same crashed
+        run write its end once.
+        """
         now = utcnow()
         with self._transaction() as connection:
             row = connection.execute(select(runs).where(runs.c.run_id == run_id)).one()
+            if row.status != "running":
+                return False
             connection.execute(
                 update(runs)
                 .where(runs.c.run_id == run_id)
@@ -130,6 +136,7 @@ class RunStore:
                 "rollout_commit": outcome.get("rollout_commit"),
             }
             self._audit(connection, f"run_{status}", actor, row.proposal_id, row.revision, detail, now)
+        return True
 
     def runs(self, proposal_id: str | None = None, *, status: str | None = None) -> list[RunRecord]:
         query = select(runs).order_by(runs.c.started_at)

@@ -71,14 +71,14 @@ def recover_runs(runs: RunStore, actor: str) -> list[str]:
                     status = "rolled_out"
             finally:
                 repo.close()
-        runs.finish_run(
+        if runs.finish_run(
             run.run_id,
             status=status,
             base_commit=run.base_commit,
             outcome={"recovered": True, "status": status, "pid": run.pid},
             actor=actor,
-        )
-        recovered.append(f"run {run.run_id} of {run.proposal_id} (pid {run.pid} gone): {status}")
+        ):
+            recovered.append(f"run {run.run_id} of {run.proposal_id} (pid {run.pid} gone): {status}")
     return recovered
 
 

@@ -152,6 +152,7 @@ class Sandboxes:
             return
         lock, slot = self._acquire_slot()
         try:
+            self._mark_leased(slot)
             sandbox = self._warm_sandbox(slot, run_id)
             try:
                 use = sandbox.begin_use()
@@ -192,11 +193,20 @@ class Sandboxes:
     def _mark_released(self, slot: int) -> None:
         self._released_marker(slot).touch()
 
+    def _mark_leased(self, slot: int) -> None:
+        """Date the slot's release to the epoch while it is leased: if the holder dies, it comes first."""
+        marker = self._released_marker(slot)
+        marker.touch()
+        os.utime(marker, (0, 0))
+
     def _forget_released(self, slot: int) -> None:
         self._released_marker(slot).unlink(missing_ok=True)
 
     def _slot_order(self) -> list[int]:
         """Warm slots released longest ago first (their maintenance is most likely done), then never-used ones.
+
+        A slot whose holder died mid-use sorts first (its release is dated to
+        the epoch at lease time), so the next lease replaces that sandbox.
 
         Back-to-back runs so alternate between warm sandboxes: one prepares
         its next database while the other serves. A slot whose sandbox was

@@ -25,8 +25,14 @@ def _repo_option(help_text: str) -> Callable[[Callable[..., Any]], Callable[...,
     )
 
 
+def _proposal_id_argument(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    from executor.cli import _proposal_id  # late: executor.cli imports this module
+
+    return _proposal_id(ctx, param, value)
+
+
 @contextlib.contextmanager
-def _progress(enabled: bool) -> Iterator[object]:
+def _progress(enabled: bool) -> Iterator[Callable[[str, str], None]]:
     """A live line on stderr saying which gate and plugin is at work (terminals only)."""
     import sys
 
@@ -97,7 +103,7 @@ def _summary(outcome: RunOutcome) -> list[str]:
 
 
 @click.command(name="run")
-@click.argument("proposal_id", required=False)
+@click.argument("proposal_id", required=False, callback=_proposal_id_argument)
 @_repo_option("The target git repository.")
 @click.option("--base", help="Base branch (default: the repository's current branch).")
 @click.option(
@@ -148,7 +154,7 @@ def run_command(
     """
     from executor_sandbox.pool import Sandboxes
 
-    from executor.cli import _actor, _print_json, _proposal_id, _settings, _store
+    from executor.cli import _actor, _print_json, _settings, _store
     from executor.errors import ExitCode, InfrastructureError
     from executor.plugins import load_plugins
     from executor.run import Runner, outcome_json
@@ -156,8 +162,6 @@ def run_command(
 
     if (proposal_id is None) == (not all_approved):
         raise click.UsageError("name one proposal (executor run PROPOSAL_ID) or pass --all-approved")
-    if proposal_id is not None:
-        _proposal_id(ctx, None, proposal_id)  # type: ignore[arg-type]
     settings = _settings(ctx)
     store = _store(ctx)
     with _progress(not as_json and not all_approved) as progress:
@@ -168,7 +172,7 @@ def run_command(
             plugins=load_plugins(settings.plugins),
             sandboxes=Sandboxes(settings.sandbox),
             actor=_actor(by),
-            progress=progress,  # type: ignore[arg-type]
+            progress=progress,
         )
         if proposal_id is not None:
             try:
@@ -275,7 +279,7 @@ def _write_ci_reports(
 
 
 @click.command(name="rollback")
-@click.argument("proposal_id")
+@click.argument("proposal_id", callback=_proposal_id_argument)
 @_repo_option("The repository the proposal was rolled out to.")
 @click.option("--base", help="The branch it was rolled out to (default: that of its latest rollout).")
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
@@ -297,11 +301,10 @@ def rollback_command(
 
     from executor_rollback.records import roll_back
 
-    from executor.cli import _actor, _print_json, _proposal_id, _store
+    from executor.cli import _actor, _print_json, _store
     from executor.gitrepo import TargetRepo
     from executor.store.runs import RunStore
 
-    _proposal_id(ctx, None, proposal_id)  # type: ignore[arg-type]
     began = time.monotonic()
     target = TargetRepo(repo)
     try:

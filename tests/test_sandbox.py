@@ -567,3 +567,40 @@ def test_sandbox_commands_exit_3_without_an_engine() -> None:
     assert result.returncode == 3
     assert "unix:///nonexistent/docker.sock" in result.stderr
     assert "ensure-docker.sh" in result.stderr
+
+
+def test_removals_racing_for_one_container_all_succeed(
+    docker_client: docker.DockerClient, sandbox_image: str
+) -> None:
+    """A prune and a destroy (or two processes' prunes) may remove one sandbox at once.
+
+    The engine answers the loser 409 "removal already in progress"; that is a
+    removal done, not a failure, and the name must be free once either returns.
+    """
+    errors: list[BaseException] = []
+
+    def remove(container_id: str, start: threading.Barrier) -> None:
+        start.wait()
+        try:
+            engine.remove_container(docker_client, container_id)
+        except BaseException as exc:  # collected for the assertion below
+            errors.append(exc)
+
+    for _ in range(3):
+        container = docker_client.containers.run(
+            sandbox_image,
+            ["sleep", "60"],
+            detach=True,
+            network_mode="none",
+            labels={labels.APP: labels.APP_VALUE},
+            name=f"executor-test-race-{os.getpid()}",
+        )
+        start = threading.Barrier(4)
+        threads = [threading.Thread(target=remove, args=(str(container.id), start)) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == []
+        with pytest.raises(docker.errors.NotFound):
+            docker_client.containers.get(str(container.id))

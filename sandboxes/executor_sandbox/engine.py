@@ -8,6 +8,7 @@ remain become ``InfrastructureError`` naming the engine address and the fix.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
@@ -75,6 +76,32 @@ def call(action: str, fn: Callable[[], T]) -> T:
                 hint="check the engine's health (docker info; its log) and retry",
             ) from exc
         raise
+
+
+def remove_container(
+    client: docker.DockerClient, container_id: str, action: str = "remove a sandbox"
+) -> None:
+    """Remove a container and its anonymous volumes; returns once it is gone.
+
+    A container already gone is fine. So is one whose removal another process
+    (a concurrent prune, the engine's auto-remove) already began: the engine
+    answers 409 "already in progress", and we wait until the removal ends, so
+    a caller can reuse the name at once.
+    """
+    import docker.errors
+    import requests.exceptions
+
+    try:
+        call(action, lambda: client.api.remove_container(container_id, force=True, v=True))
+        return
+    except docker.errors.NotFound:
+        return
+    except docker.errors.APIError as exc:
+        if exc.status_code != 409 or "in progress" not in str(exc.explanation or ""):
+            raise
+    # Not through call(): a read timeout here is no engine failure, the removal is just slow.
+    with contextlib.suppress(docker.errors.NotFound, requests.exceptions.RequestException):
+        client.api.wait(container_id, timeout=API_TIMEOUT, condition="removed")
 
 
 def connect() -> docker.DockerClient:

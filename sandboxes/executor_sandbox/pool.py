@@ -301,7 +301,7 @@ class Sandboxes:
                 f"a container named {name} exists and was not made by proposal-executor",
                 hint=f"rename or remove it: docker rm -f {name}",
             )
-        existing.remove(force=True, v=True)
+        engine.remove_container(self.client, str(existing.id), "remove a leftover sandbox")
         return create()
 
     # -- operations ----------------------------------------------------------------
@@ -385,12 +385,7 @@ class Sandboxes:
         return removed
 
     def _remove(self, container: Listed) -> None:
-        import docker.errors
-
-        with contextlib.suppress(docker.errors.NotFound):
-            engine.call(
-                "remove a sandbox", lambda: self.client.api.remove_container(container.id, force=True, v=True)
-            )
+        engine.remove_container(self.client, container.id)
 
     def up(self, count: int | None = None) -> list[dict[str, object]]:
         """Start (or check) warm sandboxes in the first ``count`` slots, each ready for a use at once; returns what each is."""

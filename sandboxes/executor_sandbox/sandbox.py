@@ -438,18 +438,10 @@ class Sandbox:
 
     def destroy(self) -> None:
         """Remove the container and its transfer volume; a sandbox already gone is fine."""
-        import docker.errors
-
         if self.channel is not None:
             self.channel.close()
             self.channel = None
-        try:
-            engine.call("remove a sandbox", lambda: self.container.remove(force=True, v=True))
-        except docker.errors.NotFound:
-            pass
-        except docker.errors.APIError as exc:
-            if exc.status_code != 409:  # 409: removal already in progress
-                raise
+        engine.remove_container(self.client, str(self.container.id))
 
 
 @dataclass

@@ -251,6 +251,68 @@ def test_a_base_that_does_not_apply_is_reported_not_blamed_on_the_proposal(
     )
 
 
+@pytest.mark.parametrize(
+    ("base", "where", "says"),
+    [
+        # The server gives a position: placed in the file it falls in.
+        (
+            {
+                "001_a.sql": b"CREATE TABLE a (id int);\n",
+                "002_b.sql": b"\nCREATE TABLE b (id int,\n  x BETWE0N);\n",
+            },
+            "002_b.sql:3:5",
+            'type "betwe0n" does not exist',
+        ),
+        # No position (a run-time error): found by running the statements again, one at a time.
+        (
+            {
+                "001_a.sql": b"CREATE TABLE a (id int);\n",
+                "002_b.sql": b"SELECT 1;\n\nCREATE TABLE a (id int);\n",
+            },
+            "002_b.sql:3:1",
+            'relation "a" already exists',
+        ),
+    ],
+)
+def test_a_failing_base_statement_is_located_in_its_file(
+    sql_only: Plugins, sandboxes: Sandboxes, base: dict[str, bytes], where: str, says: str
+) -> None:
+    report = check(sql_only, sandboxes, [change("m.sql", "SELECT 1;")], MappingTree(base))
+    [diagnostic] = report.diagnostics
+    assert diagnostic.code == "sql.baseline"
+    assert f"cannot be judged: {where}: {says}" in diagnostic.message
+
+
+def test_a_base_over_the_time_limit_is_reported_without_a_guessed_place(
+    sql_only: Plugins, sandboxes: Sandboxes
+) -> None:
+    base = MappingTree({"001_a.sql": b"SELECT 1;\n", "002_b.sql": b"SELECT pg_sleep(30);\n"})
+    report = check(sql_only, sandboxes, [change("m.sql", "SELECT 1;")], base, timeout=0.5)
+    [diagnostic] = report.diagnostics
+    assert diagnostic.code == "sql.baseline"
+    assert "cannot be judged: it did not finish within 2.5 s" in diagnostic.message
+
+
+def test_a_down_migration_that_leaves_something_behind_fails_the_proof(sandboxes: Sandboxes) -> None:
+    """The proof compares digests; a mismatch is reported with the rows that differ."""
+    from executor_sql import plugin
+
+    from executor.plugin_api import Rollback, SandboxContext
+
+    with sandboxes.use() as use:
+        context = SandboxContext(base=EmptyTree(), use=use)
+        files = [change("t.sql", "CREATE TABLE IF NOT EXISTS t (id int);\nCOMMENT ON TABLE t IS 'kept';")]
+        assert plugin.executor_sandbox_validate(files, context) == []
+        state = context.state
+        assert state["base"].digest != state["up"].digest
+        assert state["db"].schema_digest() == state["up"].digest
+        # Only the comment goes: the table stays, so the schema is not the baseline's.
+        leaky = Rollback(reversible=True, artifacts={"down.sql": "COMMENT ON TABLE t IS NULL;\n"})
+        [problem] = plugin.executor_prove_rollback(leaky, context)
+        assert problem.code == "sql.rollback-mismatch"
+        assert "+ relation public.t: kind=r" in problem.message
+
+
 # -- property: generated down migrations restore the baseline exactly ---------------------------
 
 _COLUMN_TYPES = ["int", "text", "boolean DEFAULT false", "numeric(8,2)", "timestamptz DEFAULT now()", "jsonb"]

@@ -99,3 +99,20 @@ def test_unterminated_string_and_empty_file() -> None:
 )
 def test_migration_order(paths: list[str], expected: list[str]) -> None:
     assert migration_order(paths) == expected
+
+
+def test_split_results_are_kept_within_a_budget_and_callers_get_their_own_list(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from executor_sql import lexer
+
+    monkeypatch.setattr(lexer, "_SPLIT_CACHE", {})
+    monkeypatch.setattr(lexer, "_split_cache_size", 0)
+    monkeypatch.setattr(lexer, "_SPLIT_CACHE_BUDGET", 40)
+    first = split("SELECT 1; SELECT 2;")
+    first.clear()  # a caller's list is its own
+    assert [s.text for s in split("SELECT 1; SELECT 2;")] == ["SELECT 1", "SELECT 2"]
+    assert list(lexer._SPLIT_CACHE) == ["SELECT 1; SELECT 2;"]
+    split("CREATE TABLE t (id int);")  # over the budget: the cache starts over
+    assert list(lexer._SPLIT_CACHE) == ["CREATE TABLE t (id int);"]
+    assert lexer._split_cache_size == len("CREATE TABLE t (id int);")

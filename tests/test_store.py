@@ -370,3 +370,11 @@ def test_a_run_finishes_once(store: ProposalStore) -> None:
     )
     assert [r.status for r in runs.runs("p")] == ["crashed"]
     assert [e.event for e in store.log("p")] == ["run_started", "run_crashed"]
+
+
+def test_sqlite_store_uses_wal_with_normal_sync(tmp_path: Path) -> None:
+    """WAL, and a commit that survives a killed process without an fsync each (see database.py)."""
+    engine = open_engine(f"sqlite:///{tmp_path / 'store.db'}")
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL

@@ -71,11 +71,16 @@ def _serialize_sqlite_writers(engine: Engine) -> None:
     # pysqlite's own transaction handling defers BEGIN and never locks up
     # front; take the write lock at BEGIN so read-modify-write is atomic
     # (SQLAlchemy's documented recipe), and use WAL so readers don't block.
+    # synchronous=NORMAL is SQLite's advice for WAL: a commit survives any
+    # crash of a process (kill -9 included) and the file never corrupts; only
+    # a power cut may lose the newest commits, as git's own ref updates may.
+    # FULL would fsync every commit, about 4 ms each here, ten per run.
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 

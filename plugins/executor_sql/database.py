@@ -9,6 +9,8 @@ tied to the statement that caused it.
 
 from __future__ import annotations
 
+import bisect
+import dataclasses
 import re
 from dataclasses import dataclass
 from importlib import resources
@@ -25,6 +27,14 @@ if TYPE_CHECKING:
 SEQ_PROBE = "SELECT coalesce(pg_catalog.max(seq), 0) FROM executor_audit.events"
 ADMIN_ROWS = 1_000_000  # rows of a snapshot or event query; more is refused, never cut
 MARK = "audit mark"  # the snapshot row that carries the audit log's high-water mark
+DIGEST = "digest"  # the snapshot row that carries the digest of all the others
+# SHA-256 over the compared columns of every row, in one order, each field
+# length-prefixed so that no two different sets of rows encode alike.
+DIGEST_OF_ROWS = (
+    "encode(sha256(convert_to(coalesce(string_agg(format('%s:%s|%s:%s|%s:%s|%s', length(kind), kind, "
+    "length(parent), parent, length(name), name, coalesce(length(definition) || ':' || definition, '-')), "
+    "'' ORDER BY kind, parent, name, definition), ''), 'UTF8')), 'hex')"
+)
 # Run on a spare database's proposal connection before a use gets it, then
 # rolled back: the first DDL of a session loads catalog caches and compiles the
 # audit triggers, and this makes that happen off the clock.
@@ -82,9 +92,13 @@ class Snapshot:
         self.rows: dict[tuple[str, str, str], str] = {}
         self.addresses: dict[tuple[str, str, str], str | None] = {}
         self.mark = 0
+        self.digest = ""
         for kind, parent, name, definition, address in rows:
             if kind == MARK:
                 self.mark = int(definition)
+                continue
+            if kind == DIGEST:
+                self.digest = str(definition)
                 continue
             self.rows[(kind, parent, name)] = definition
             self.addresses[(kind, parent, name)] = address
@@ -128,19 +142,27 @@ class Database:
         the harness has done all this (and run the snapshot once, to fill the
         session's caches) before the use began.
         """
+        catalog = _resource("catalog.sql")
         self.use.prepare(
             session="SET search_path = pg_catalog, pg_temp;\n"
-            f"PREPARE executor_snapshot AS SELECT '{MARK}', '', '', "
-            "coalesce(max(seq), 0)::text, NULL FROM executor_audit.events\n"
-            f"UNION ALL SELECT * FROM ({_resource('catalog.sql')}) catalog",
+            f"PREPARE executor_snapshot AS WITH catalog AS ({catalog})\n"
+            f"SELECT '{MARK}', '', '', coalesce(max(seq), 0)::text, NULL FROM executor_audit.events\n"
+            "UNION ALL SELECT * FROM catalog\n"
+            f"UNION ALL SELECT '{DIGEST}', '', '', {DIGEST_OF_ROWS}, NULL FROM catalog;\n"
+            f"PREPARE executor_schema_digest AS WITH catalog AS ({catalog}) SELECT {DIGEST_OF_ROWS} FROM catalog",
             sql="SET search_path = pg_catalog, pg_temp;\n" + _resource("audit.sql"),
             warmup="EXECUTE executor_snapshot",
             proposal_warmup=PROPOSAL_WARMUP,
         )
 
     def snapshot(self) -> Snapshot:
-        """The schema now, and the audit mark at the same moment (one round trip)."""
+        """The schema now, its digest, and the audit mark at the same moment (one round trip)."""
         return Snapshot(self.admin("EXECUTE executor_snapshot"))
+
+    def schema_digest(self) -> str:
+        """Only the digest of the schema now: enough to prove it equals a snapshot's, at less cost."""
+        [[digest]] = self.admin("EXECUTE executor_schema_digest")
+        return str(digest)
 
     def run(self, statements: list[Statement], *, commit: bool = True) -> ScriptResult:
         return self.use.sql_script(
@@ -151,26 +173,48 @@ class Database:
         )
 
     def apply_baseline(self, files: list[tuple[FileChange, str]]) -> Diagnostic | None:
-        """The base's files in one request, one transaction, no probes (their events are not the proposal's).
+        """The base's files as one query in one transaction, without probes (their events are not the proposal's).
 
-        A repository with many migrations pays one round trip, not one per
-        file; an error is still located in its file.
+        A repository with many migrations pays one round trip and one parse
+        on the server, not one per statement. An error is still located in
+        its file: by the server's position in the query, or, for an error
+        with none (most run-time errors), by running the statements one at a
+        time again, rolled back, to see which one fails.
         """
         statements: list[tuple[FileChange, str, Statement]] = [
             (change, text, statement) for change, text in files for statement in split(text)
         ]
         if not statements:
             return None
-        result = self.use.sql_script(
-            [statement.text for _, _, statement in statements],
-            transaction="commit",
-            timeout=self.timeout + len(files),
-        )
+        starts: list[int] = []
+        parts: list[str] = []
+        offset = 0
+        for _, _, statement in statements:
+            starts.append(offset)
+            parts.append(statement.text + ";\n")
+            offset += len(parts[-1])
+        timeout = self.timeout + len(files)
+        result = self.use.sql("".join(parts), transaction="commit", timeout=timeout)
         if result.ok:
             return None
-        index = result.error_index if result.error_index is not None else len(result.statements)
+        error = result.error
+        if result.timed_out or error is None:  # running it again to place it would take as long
+            return Diagnostic(
+                severity=Level.ERROR,
+                code="sql.timeout",
+                message=f"it did not finish within {timeout:g} s and was cancelled",
+            )
+        if error.position:
+            index = bisect.bisect_right(starts, error.position - 1) - 1
+            change, text, statement = statements[index]
+            moved = dataclasses.replace(error, position=error.position - starts[index])
+            return located_error(change, text, statement, moved, timeout)
+        again = self.use.sql_script(
+            [statement.text for _, _, statement in statements], transaction="rollback", timeout=timeout
+        )
+        index = again.error_index if again.error_index is not None else 0
         change, text, statement = statements[min(index, len(statements) - 1)]
-        return located_error(change, text, statement, result.error, self.timeout)
+        return located_error(change, text, statement, again.error or error, timeout)
 
     def apply(self, change: FileChange, text: str, *, commit: bool = True) -> AppliedFile | Diagnostic:
         """Run one file in one transaction; the located error if it fails."""

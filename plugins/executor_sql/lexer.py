@@ -129,8 +129,29 @@ def _quoted(source: str, i: int, quote: str, *, backslash: bool) -> tuple[int, s
     return n, "unterminated"
 
 
+# Splitting is the host's main cost of a large baseline: every run of a
+# repository splits the same migration files again. Results are kept by text,
+# up to a budget of characters; past it the cache starts over.
+_SPLIT_CACHE: dict[str, tuple[Statement, ...]] = {}
+_SPLIT_CACHE_BUDGET = 4 * 1024 * 1024  # characters of SQL; its tokens take some 20x that
+_split_cache_size = 0
+
+
 def split(source: str) -> list[Statement]:
     """Statements in order, as psql would send them; empty ones (only comments) are dropped."""
+    global _split_cache_size
+    cached = _SPLIT_CACHE.get(source)
+    if cached is None:
+        cached = tuple(_split(source))
+        if _split_cache_size + len(source) > _SPLIT_CACHE_BUDGET:
+            _SPLIT_CACHE.clear()
+            _split_cache_size = 0
+        _SPLIT_CACHE[source] = cached
+        _split_cache_size += len(source)
+    return list(cached)
+
+
+def _split(source: str) -> list[Statement]:
     statements: list[Statement] = []
     current: list[Token] = []
     begin_depth = 0

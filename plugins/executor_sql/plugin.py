@@ -19,7 +19,7 @@ from executor.diagnostics import Diagnostic
 from executor.models import FileChange, Level
 from executor.plugin_api import PluginContext, Rollback, SandboxContext
 from executor_sql import checks, down
-from executor_sql.database import AppliedFile, Database, migration_order
+from executor_sql.database import AppliedFile, Database, Snapshot, migration_order
 
 DEFAULTS: dict[str, Any] = {
     "timeout": 30.0,  # seconds per file
@@ -108,16 +108,16 @@ def _apply_baseline(
             return _baseline_error(path, problem)
         files.append((change, str(text)))
     problem = db.apply_baseline(files)
-    return None if problem is None else _baseline_error(str(problem.path), problem)
+    return None if problem is None else _baseline_error(problem.path, problem)
 
 
-def _baseline_error(path: str, problem: Diagnostic) -> Diagnostic:
-    where = f"{path}:{problem.line}:{problem.column}"
+def _baseline_error(path: str | None, problem: Diagnostic) -> Diagnostic:
+    where = "" if path is None else f"{path}:{problem.line}:{problem.column}: "
     return Diagnostic(
         severity=Level.ERROR,
         code="sql.baseline",
         message=f"the base commit's SQL does not apply, so the proposal cannot be judged: "
-        f"{where}: {problem.message}; fix the base, or narrow [plugin.sql] baseline globs",
+        f"{where}{problem.message}; fix the base, or narrow [plugin.sql] baseline globs",
     )
 
 
@@ -146,8 +146,8 @@ def executor_prove_rollback(rollback: Rollback, context: SandboxContext) -> list
                 f"the generated down migration fails at line {outcome.line}: {outcome.message}",
             )
         ]
-    after_down = db.snapshot()
-    if after_down.compared() != state["base"].compared():
+    if not _same_schema(db, state["base"]):
+        after_down = db.snapshot()
         return [
             _proof_error(
                 "sql.rollback-mismatch",
@@ -166,8 +166,8 @@ def executor_prove_rollback(rollback: Rollback, context: SandboxContext) -> list
                     }
                 )
             ]
-    after_up = db.snapshot()
-    if after_up.compared() != state["up"].compared():
+    if not _same_schema(db, state["up"]):
+        after_up = db.snapshot()
         return [
             _proof_error(
                 "sql.reapply-mismatch",
@@ -175,6 +175,11 @@ def executor_prove_rollback(rollback: Rollback, context: SandboxContext) -> list
             )
         ]
     return []
+
+
+def _same_schema(db: Database, snapshot: Snapshot) -> bool:
+    """Whether the schema now is ``snapshot``'s: by digest, and by the rows only when the digests differ."""
+    return db.schema_digest() == snapshot.digest or db.snapshot().compared() == snapshot.compared()
 
 
 def _proof_error(code: str, message: str) -> Diagnostic:

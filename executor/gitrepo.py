@@ -41,6 +41,9 @@ REPO_CONFIG = ".executor.toml"  # the target repository's own rules for proposal
 BLOB, EXECUTABLE, SYMLINK, TREE, SUBMODULE = 0o100644, 0o100755, 0o120000, 0o040000, 0o160000
 ACTOR_NAME, ACTOR_EMAIL = "proposal-executor", "proposal-executor@localhost"
 _EMPTY_TREE = bytes.fromhex("4b825dc642cb6eb9a060e54bf8d69288fbee4904")
+# Commits an ancestry check walks in-process before it asks git (whose commit-graph
+# answers fast on long histories); a rollout's check is usually one or two steps.
+ANCESTRY_WALK = 256
 
 
 #: Variables that would point git at another repository, index or object store, or
@@ -174,14 +177,13 @@ class TargetRepo:
     def base_branch(self, name: str | None) -> str:
         """``refs/heads/<name>``, or the branch HEAD is on; refused when there is none."""
         if name is None:
-            try:
-                ref = self.repo.git.symbolic_ref("-q", "HEAD")
-            except Exception as exc:
+            head = self.repo.head  # read in-process: HEAD of this work tree
+            if head.is_detached:
                 raise RefusedError(
                     f"{self.path} has a detached HEAD, so there is no current branch to use as the base",
                     hint="name the base branch with --base",
-                ) from exc
-            return str(ref).strip()
+                )
+            return str(head.reference.path)
         ref = name if name.startswith("refs/heads/") else f"refs/heads/{name}"
         if self.resolve(ref) is None:
             raise RefusedError(f"{self.path} has no branch {name!r}", hint="pass an existing --base")
@@ -278,15 +280,66 @@ class TargetRepo:
         return out
 
     def changed_paths(self, old: str, new: str) -> set[str]:
-        """Paths whose entries differ between two commits (no rename detection)."""
+        """Paths whose entries differ between two commits, as ``git diff-tree -r --name-only`` lists them.
+
+        Compared in-process, tree by tree; subtrees with the same id are skipped.
+        """
         if old == new:
             return set()
-        out = self.repo.git.diff_tree("-r", "-z", "--name-only", "--no-renames", "--no-ext-diff", old, new)
-        return {p for p in str(out).split("\0") if p}
+        out: set[str] = set()
+        self._diff_trees(self._tree_of(old), self._tree_of(new), "", out)
+        return out
+
+    def _tree_of(self, commit: str) -> bytes:
+        return bytes(self.repo.commit(commit).tree.binsha)
+
+    def _entries(self, tree: bytes | None) -> dict[str, tuple[bytes, int]]:
+        from git.objects.fun import tree_entries_from_data
+
+        if tree is None:
+            return {}
+        data = self.repo.odb.stream(tree).read()
+        return {name: (sha, mode) for sha, mode, name in tree_entries_from_data(data)}
+
+    def _diff_trees(self, old: bytes | None, new: bytes | None, prefix: str, out: set[str]) -> None:
+        before, after = self._entries(old), self._entries(new)
+        for name in before.keys() | after.keys():
+            a, b = before.get(name), after.get(name)
+            if a == b:
+                continue
+            path = prefix + name
+            a_tree = a[0] if a is not None and a[1] == TREE else None
+            b_tree = b[0] if b is not None and b[1] == TREE else None
+            if a_tree is not None or b_tree is not None:
+                self._diff_trees(a_tree, b_tree, path + "/", out)
+            if (a is not None and a[1] != TREE) or (b is not None and b[1] != TREE):
+                out.add(path)
 
     def is_ancestor(self, ancestor: str, descendant: str) -> bool:
+        """Whether ``ancestor`` is ``descendant`` or reachable from it through parents.
+
+        Walked in-process for the first ``ANCESTRY_WALK`` commits; git decides beyond.
+        """
         import git
 
+        if ancestor == descendant:
+            return True
+        seen: set[str] = set()
+        frontier = [descendant]
+        try:
+            while frontier and len(seen) < ANCESTRY_WALK:
+                sha = frontier.pop()
+                if sha in seen:
+                    continue
+                seen.add(sha)
+                for parent in self.repo.commit(sha).parents:
+                    if parent.hexsha == ancestor:
+                        return True
+                    frontier.append(parent.hexsha)
+            if not frontier:
+                return False  # every commit reachable from descendant was seen
+        except (ValueError, git.BadName, git.BadObject):
+            pass  # a missing commit (shallow history, a bad name): git knows what to make of it
         try:
             self.repo.git.merge_base("--is-ancestor", ancestor, descendant)
         except git.GitCommandError:
@@ -400,15 +453,37 @@ class TargetRepo:
             os.close(fd)
 
     def checked_out_at(self, ref: str) -> list[Path]:
-        """Work trees that have ``ref`` checked out (their files trail the branch once it moves)."""
-        out = self.repo.git.worktree("list", "--porcelain")
-        found, current = [], None
-        for line in str(out).splitlines():
-            if line.startswith("worktree "):
-                current = Path(line[len("worktree ") :])
-            elif line == f"branch {ref}" and current is not None:
-                found.append(current)
+        """Work trees that have ``ref`` checked out (their files trail the branch once it moves).
+
+        Read in-process from git's layout, as ``git worktree list`` does: the
+        main work tree (unless the repository is bare) from ``HEAD`` in the
+        common directory, each linked one from ``worktrees/<id>/HEAD`` and the
+        ``gitdir`` file that says where it is.
+        """
+        found: list[Path] = []
+        config = self.repo.config_reader()
+        if not config.get_value("core", "bare", False):
+            main = self.common_dir.parent
+            if config.has_option("core", "worktree"):
+                main = (self.common_dir / str(config.get_value("core", "worktree"))).resolve()
+            if _head_ref(self.common_dir / "HEAD") == ref:
+                found.append(main)
+        linked = self.common_dir / "worktrees"
+        for entry in sorted(linked.iterdir()) if linked.is_dir() else []:
+            if _head_ref(entry / "HEAD") != ref:
+                continue
+            with contextlib.suppress(OSError):
+                found.append(Path((entry / "gitdir").read_text(encoding="utf-8").strip()).parent)
         return found
+
+
+def _head_ref(path: Path) -> str | None:
+    """The branch a HEAD file names, or None (detached, missing, unreadable)."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="surrogateescape").strip()
+    except OSError:
+        return None
+    return text[len("ref: ") :] if text.startswith("ref: ") else None
 
 
 def repository_path(key: str) -> str:

@@ -105,3 +105,106 @@ def test_a_reference_that_does_not_exist_resolves_to_none(repo: Path) -> None:
     assert target.resolve("refs/heads/nope") is None
     assert target.resolve("refs/rollbacks/nothing") is None
     target.close()
+
+
+def gits_commit(repo: Path, files: dict[str, bytes], parents: list[str], index: Path) -> str:
+    """A commit made by git's own plumbing from scratch: ``files`` (no path both a file and a directory)."""
+    env = {"GIT_INDEX_FILE": str(index)}
+    git(repo, "read-tree", "--empty", env=env)
+    for path, data in sorted(files.items()):
+        blob = git(repo, "hash-object", "-w", "--stdin", input=data)
+        git(repo, "update-index", "--add", "--cacheinfo", f"100644,{blob},{path}", env=env)
+    tree = git(repo, "write-tree", env=env)
+    args = [arg for parent in parents for arg in ("-p", parent)]
+    return git(
+        repo,
+        "-c",
+        "user.name=t",
+        "-c",
+        "user.email=t@t",
+        "commit-tree",
+        tree,
+        *args,
+        input=b"c\n",
+    )
+
+
+FILE_SETS = st.dictionaries(PATHS, st.sampled_from([b"1", b"2"]), max_size=5).filter(
+    lambda files: not any(other.startswith(path + "/") for path in files for other in files)
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(old=FILE_SETS, new=FILE_SETS)
+def test_changed_paths_are_the_ones_git_diff_tree_lists(
+    repo: Path, old: dict[str, bytes], new: dict[str, bytes], tmp_path: Path
+) -> None:
+    """Files become directories and back, subtrees appear and go: the in-process diff says what git says."""
+    index = tmp_path / f"index-{abs(hash((tuple(old), tuple(new))))}"
+    a, b = gits_commit(repo, old, [], index), gits_commit(repo, new, [], index)
+    listed = git(repo, "diff-tree", "-r", "-z", "--name-only", "--no-renames", a, b)
+    target = TargetRepo(repo)
+    assert target.changed_paths(a, b) == {p for p in listed.split("\0") if p}
+    target.close()
+
+
+@pytest.mark.parametrize("walk", [256, 2])
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(shape=st.lists(st.lists(st.integers(min_value=0, max_value=30), max_size=2), min_size=1, max_size=8))
+def test_ancestry_agrees_with_git_merge_base(
+    repo: Path, shape: list[list[int]], walk: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Random histories with merges and several roots; a short walk leaves the answer to git."""
+    from executor import gitrepo
+
+    monkeypatch.setattr(gitrepo, "ANCESTRY_WALK", walk)
+    index = tmp_path / f"index-{abs(hash(str(shape)))}"
+    commits: list[str] = []
+    for n, picks in enumerate(shape):
+        parents = sorted({commits[p % len(commits)] for p in picks} if commits else set())
+        commits.append(gits_commit(repo, {f"f{n}": b"1"}, parents, index))
+    target = TargetRepo(repo)
+    for x in commits:
+        for y in commits:
+            merge_base = subprocess.run(["git", "-C", str(repo), "merge-base", "--is-ancestor", x, y])
+            assert target.is_ancestor(x, y) == (merge_base.returncode == 0), (x, y)
+    assert target.is_ancestor("0" * 40, commits[-1]) is False
+    target.close()
+
+
+def gits_worktrees(repo: Path, ref: str) -> list[Path]:
+    listed, found, current = git(repo, "worktree", "list", "--porcelain"), [], None
+    for line in listed.splitlines():
+        if line.startswith("worktree "):
+            current = Path(line[len("worktree ") :])
+        elif line == f"branch {ref}" and current is not None:
+            found.append(current)
+    return found
+
+
+def test_work_trees_with_a_branch_checked_out_are_the_ones_git_lists(tmp_path: Path) -> None:
+    main = tmp_path / "main"
+    main.mkdir()
+    git(main, "init", "-q", "-b", "main")
+    commit_file = main / "f"
+    commit_file.write_text("1\n")
+    git(main, "add", "f")
+    git(main, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c")
+    git(main, "branch", "feature")
+    git(main, "worktree", "add", "-q", str(tmp_path / "feature"), "feature")
+    git(main, "worktree", "add", "-q", "--detach", str(tmp_path / "detached"), "main")
+    git(main, "worktree", "add", "-q", "-f", str(tmp_path / "main-too"), "main")
+    for opened in (main, tmp_path / "feature"):  # the same answer from any work tree
+        target = TargetRepo(opened)
+        for ref in ("refs/heads/main", "refs/heads/feature", "refs/heads/none"):
+            assert sorted(target.checked_out_at(ref)) == sorted(gits_worktrees(main, ref)), (opened, ref)
+        target.close()
+    assert gits_worktrees(main, "refs/heads/main") == [main, tmp_path / "main-too"]
+    # A bare repository has no main work tree, only linked ones.
+    bare = tmp_path / "bare.git"
+    git(tmp_path, "clone", "-q", "--bare", str(main), str(bare))
+    git(bare, "worktree", "add", "-q", str(tmp_path / "from-bare"), "main")
+    target = TargetRepo(bare)
+    assert target.checked_out_at("refs/heads/main") == gits_worktrees(bare, "refs/heads/main")
+    assert target.checked_out_at("refs/heads/main") == [tmp_path / "from-bare"]
+    target.close()

@@ -15,6 +15,7 @@ import docker
 import pytest
 from executor_sandbox import engine, labels
 from executor_sandbox.pool import Sandboxes
+from executor_sandbox.sandbox import Use
 
 from executor.errors import InfrastructureError
 
@@ -285,6 +286,96 @@ def test_setup_is_made_ahead_for_the_next_use_and_warm_ups_leave_nothing(sandbox
         assert left.rows == [[True]], "the proposal role's warm-up was rolled back"
         audit = second.sql("SELECT current_user, usesuper FROM pg_user WHERE usename = current_user")
         assert audit.rows == [[second.database, False]]
+        assert second.end() == []
+        assert sandbox.check_clean() == []
+
+
+def base_file(name: str) -> tuple[str, str]:
+    return (f"key-{name}", f"CREATE TABLE public.{name} (id serial PRIMARY KEY);\n")
+
+
+def tables(use: Use) -> list[str]:
+    result = use.sql(
+        "SELECT string_agg(relname, ',' ORDER BY relname) FROM pg_class WHERE relkind = 'r' AND relnamespace = 'public'::regnamespace"
+    )
+    assert result.ok, result.error
+    return str(result.rows[0][0] or "").split(",") if result.rows and result.rows[0][0] else []
+
+
+def test_base_files_are_applied_ahead_and_a_use_applies_only_what_follows(sandboxes: Sandboxes) -> None:
+    with sandboxes.use(cold=True) as first:  # a sandbox of this test's own, for several uses in a row
+        sandbox = first.sandbox
+        first.prepare(**SETUP)
+        result, skipped = first.baseline([base_file("a"), base_file("b")])
+        assert (result.ok, skipped) == (True, 0)
+        assert tables(first) == ["a", "b", "made_by_setup"]
+        assert first.end() == []
+        assert sandbox.settle() == []
+
+        # The same base and one more file (a rollout added a migration): a and b are there already.
+        second = sandbox.begin_use()
+        clean_database = second.database
+        assert second.prepare(**SETUP) is False
+        result, skipped = second.baseline([base_file("a"), base_file("b"), base_file("c")])
+        assert (result.ok, skipped) == (True, 2)
+        assert second.database != clean_database, "it took the database made ahead"
+        assert tables(second) == ["a", "b", "c", "made_by_setup"]
+        who = second.sql(
+            "SELECT current_user, (SELECT relowner::regrole::text FROM pg_class WHERE relname = 'a')"
+        )
+        assert who.rows == [[second.database, second.database]], "made ahead as the use's own role"
+        assert second.end() == []
+        assert sandbox.settle() == []
+
+        # Another repository: the clean database the last use gave back, nothing of a, b or c.
+        third = sandbox.begin_use()
+        assert third.database == clean_database
+        result, skipped = third.baseline([base_file("x")])
+        assert (result.ok, skipped) == (True, 0)
+        assert tables(third) == ["made_by_setup", "x"]
+        assert third.end() == []
+        assert sandbox.check_clean() == []
+
+
+def test_a_base_that_fails_when_applied_ahead_leaves_the_spare_clean(sandboxes: Sandboxes) -> None:
+    with sandboxes.use(cold=True) as first:
+        sandbox = first.sandbox
+        first.prepare(**SETUP)
+        # Passes as this use's role only: ahead, in a spare of another role, it fails and is rolled back.
+        only_here = (
+            "key-only-here",
+            "CREATE TABLE public.only_here (id int);\n"
+            f"DO $$ BEGIN IF current_user <> '{first.database}' THEN RAISE EXCEPTION 'not here'; END IF; END $$;\n",
+        )
+        result, skipped = first.baseline([only_here])
+        assert (result.ok, skipped) == (True, 0)
+        assert first.end() == []
+        assert sandbox.settle() == []
+        second = sandbox.begin_use()
+        result, skipped = second.baseline([only_here, base_file("b")])
+        assert (result.ok, skipped) == (False, 0)
+        assert result.error is not None
+        assert "not here" in result.error.message
+        assert tables(second) == ["made_by_setup"], "nothing of the failed base is left"
+        assert second.end() == []
+        assert sandbox.check_clean() == []
+
+
+def test_sql_for_a_database_the_use_gave_up_is_refused(sandboxes: Sandboxes) -> None:
+    with sandboxes.use(cold=True) as first:
+        sandbox = first.sandbox
+        first.prepare(**SETUP)
+        assert first.baseline([base_file("a")])[0].ok
+        assert first.end() == []
+        assert sandbox.settle() == []
+        second = sandbox.begin_use()
+        given_up = second.database
+        assert second.baseline([base_file("a")])[1] == 1
+        second.database, taken = given_up, second.database
+        with pytest.raises(InfrastructureError, match="does not belong to an open use"):
+            second.sql("SELECT 1")
+        second.database = taken
+        assert second.sql("SELECT 1").ok
         assert second.end() == []
         assert sandbox.check_clean() == []
 

@@ -182,12 +182,16 @@ class RunStore:
             self._audit(connection, event, actor, row.proposal_id, row.revision, detail, now)
         return True
 
-    def rollbacks(self, *, proposal_id: str | None = None, repo: str | None = None) -> list[RollbackRecord]:
+    def rollbacks(
+        self, *, proposal_id: str | None = None, repo: str | None = None, state: str | None = None
+    ) -> list[RollbackRecord]:
         """Rollback records, oldest first."""
         query = select(rollbacks).order_by(rollbacks.c.seq)
         if proposal_id is not None:
             query = query.where(rollbacks.c.proposal_id == proposal_id)
         if repo is not None:
             query = query.where(rollbacks.c.repo == repo)
+        if state is not None:
+            query = query.where(rollbacks.c.state == state)
         with self._transaction() as connection:
             return [_rollback(row) for row in connection.execute(query)]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import hashlib
 import re
 from dataclasses import dataclass
 from importlib import resources
@@ -173,28 +174,28 @@ class Database:
         )
 
     def apply_baseline(self, files: list[tuple[FileChange, str]]) -> Diagnostic | None:
-        """The base's files as one query in one transaction, without probes (their events are not the proposal's).
+        """The base's files, as one query in one transaction, without probes (their events are not the proposal's).
 
         A repository with many migrations pays one round trip and one parse
-        on the server, not one per statement. An error is still located in
-        its file: by the server's position in the query, or, for an error
-        with none (most run-time errors), by running the statements one at a
-        time again, rolled back, to see which one fails.
+        on the server, not one per statement; and the sandbox skips the
+        leading files a database made ahead already holds (the last base it
+        saw, e.g. this repository before its last rollout). An error is still
+        located in its file: by the server's position in the query, or, for
+        an error with none (most run-time errors), by running the statements
+        one at a time again, rolled back, to see which one fails.
         """
-        statements: list[tuple[FileChange, str, Statement]] = [
-            (change, text, statement) for change, text in files for statement in split(text)
+        split_files = [(change, text, split(text)) for change, text in files]
+        sent = [
+            (change, text, statements, "".join(f"{statement.text};\n" for statement in statements))
+            for change, text, statements in split_files
+            if statements
         ]
-        if not statements:
+        if not sent:
             return None
-        starts: list[int] = []
-        parts: list[str] = []
-        offset = 0
-        for _, _, statement in statements:
-            starts.append(offset)
-            parts.append(statement.text + ";\n")
-            offset += len(parts[-1])
-        timeout = self.timeout + len(files)
-        result = self.use.sql("".join(parts), transaction="commit", timeout=timeout)
+        timeout = self.timeout + len(sent)
+        result, skipped = self.use.baseline(
+            [(_file_key(change.path, sql), sql) for change, _, _, sql in sent], timeout=timeout
+        )
         if result.ok:
             return None
         error = result.error
@@ -204,6 +205,14 @@ class Database:
                 code="sql.timeout",
                 message=f"it did not finish within {timeout:g} s and was cancelled",
             )
+        statements: list[tuple[FileChange, str, Statement]] = []
+        starts: list[int] = []
+        offset = 0
+        for change, text, file_statements, _ in sent[skipped:]:
+            for statement in file_statements:
+                statements.append((change, text, statement))
+                starts.append(offset)
+                offset += len(statement.text) + 2  # ";\n"
         if error.position:
             index = bisect.bisect_right(starts, error.position - 1) - 1
             change, text, statement = statements[index]
@@ -231,6 +240,11 @@ class Database:
         index = result.error_index if result.error_index is not None else len(result.statements)
         statement = statements[min(index, len(statements) - 1)]
         return located_error(change, text, statement, result.error, self.timeout)
+
+
+def _file_key(path: str, sql: str) -> str:
+    """What a base file is to the sandbox's cache: its path and the SQL sent for it."""
+    return hashlib.sha256(f"{path}\0{sql}".encode()).hexdigest()
 
 
 def located_error(

@@ -32,13 +32,10 @@ def settle(repo: TargetRepo, runs: RunStore, actor: str) -> None:
     Under the rollout lock, no live run is between recording and moving the
     base, so the branch alone tells which way a pending record went.
     """
-    pending = [r for r in runs.rollbacks(repo=repo.key) if r.state == "pending"]
-    if not pending:
+    if not runs.rollbacks(repo=repo.key, state="pending"):
         return
     with repo.rollout_lock():
-        for record in runs.rollbacks(repo=repo.key):
-            if record.state != "pending":
-                continue
+        for record in runs.rollbacks(repo=repo.key, state="pending"):
             tip = repo.resolve(record.base_ref)
             rolled_out = tip is not None and repo.is_ancestor(record.rollout_commit, tip)
             runs.set_rollback_state(record.seq, "warm" if rolled_out else "abandoned", actor=actor)

@@ -534,6 +534,23 @@ class Use:
         )
         return ScriptResult.from_reply(reply)
 
+    def baseline(
+        self, files: Sequence[tuple[str, str]], *, timeout: float | None = None
+    ) -> tuple[SqlResult, int]:
+        """Apply base files (``(key, sql)`` each, in order) as this use's role, in one transaction.
+
+        The SQL of the files that the database does not hold yet runs as one
+        query; the result's error position is within that text. Returns the
+        result and how many leading files were skipped because they were
+        there already: the harness makes a spare ahead with the base files
+        the last use asked for, and a use whose files begin with those takes
+        that database instead (``database`` changes then). ``key`` names a
+        file's path and content; call this before any other SQL of the use.
+        """
+        reply = self._sql_request("baseline", timeout, files=[[key, sql] for key, sql in files])
+        self.database = checked_use_name(reply.get("database"))
+        return SqlResult.from_reply(reply), int(reply.get("skipped") or 0)
+
     def prepare(self, *, session: str, sql: str, warmup: str = "", proposal_warmup: str = "") -> bool:
         """Trusted setup SQL in this use's database; True if it ran now, False if it was made with it.
 

@@ -36,7 +36,7 @@ import threading
 import time
 from typing import Any
 
-HARNESS_VERSION = 3
+HARNESS_VERSION = 4
 STATE = "/var/lib/executor"  # tmpfs, mode 0700, owned by this user
 PGDATA = STATE + "/pg"
 PGSOCKET = STATE + "/socket"
@@ -52,6 +52,7 @@ MAX_NOTICES = 50
 SPARE_WAIT = 25.0  # seconds a use_begin waits for the spare being made
 LOCK_TIMEOUT_MS = 10_000  # in a use's database
 SETTLE_WAIT = 20.0  # seconds hello/settle/check_clean wait for maintenance (the host waits 30)
+SPARE_BASELINE_LIMIT = 10.0  # seconds a spare may spend applying a baseline ahead (else it stays clean)
 
 # Server settings for a throw-away cluster: durability is worthless here and
 # costs milliseconds on every CREATE DATABASE and commit.
@@ -141,10 +142,27 @@ class Setup:
 
 
 class Spare:
-    """A database made ahead for the next use: its connections, and the setup already run in it."""
+    """A database made ahead for the next use: its connections, the setup and the base files already in it."""
 
-    def __init__(self, name: str, connections: dict[str, Any], setup: str | None) -> None:
+    def __init__(
+        self, name: str, connections: dict[str, Any], setup: str | None, baseline: list[str] | None = None
+    ) -> None:
         self.name, self.connections, self.setup = name, connections, setup
+        self.baseline = baseline or []  # keys of the base files applied in it, in order
+
+
+class Baseline:
+    """The base files a use last asked for (key and SQL of each, in order).
+
+    A second spare is made ahead with them applied, as its own role: the next
+    use whose base files begin with these (the same repository, or the same
+    one after a rollout added a migration) applies only what follows.
+    """
+
+    def __init__(self, files: list[tuple[str, str]], timeout: float) -> None:
+        self.keys = [key for key, _ in files]
+        self.sql = "".join(sql for _, sql in files)
+        self.timeout = min(timeout, SPARE_BASELINE_LIMIT)
 
 
 class Postgres:
@@ -267,6 +285,30 @@ class Postgres:
                     with conn.cursor() as cur:
                         cur.execute("ROLLBACK")
             raise HarnessError(f"{what} failed: {server_error(exc)['message']}") from exc
+
+    def apply_ahead(self, conn: Any, baseline: Baseline) -> bool:
+        """A baseline in a spare's database, as its role, in one transaction; False (and nothing left) if it fails."""
+        timer = threading.Timer(baseline.timeout, conn.cancel)
+        timer.daemon = True
+        timer.start()
+        try:
+            with conn.cursor() as cur:
+                cur.execute("BEGIN")
+                cur.execute(baseline.sql)
+                cur.execute("COMMIT")
+            return True
+        except self.psycopg2.Error:
+            self.reset_connection(conn)
+            return False
+        finally:
+            timer.cancel()
+            del conn.notices[:]
+
+    def reset_connection(self, conn: Any) -> None:
+        """Roll back whatever a failed statement left open; a connection that cannot is a fault of ours."""
+        if conn.get_transaction_status() != self.extensions.TRANSACTION_STATUS_IDLE:
+            with conn.cursor() as cur:
+                cur.execute("ROLLBACK")
 
     def take_connections(self, name: str) -> list[Any]:
         """Forget a use's connections (request thread); the maintenance thread closes them."""
@@ -459,6 +501,13 @@ class Harness:
         self.faults: list[str] = []  # what maintenance failed at: the sandbox is not clean
         self.spare_is_stale = False  # the spare was made before the current setup was registered
         self.touched: set[str] = set()  # open uses that have run SQL (prepare must come first)
+        # Base files ahead: the last ones asked for, and a second spare made with them applied.
+        self.baseline: Baseline | None = None
+        self.baseline_spare: concurrent.futures.Future[Spare] | None = None
+        self.baseline_spare_for: tuple[str | None, list[str]] | None = None  # (setup, keys) it was made with
+        self.databases: dict[str, str] = {}  # open use -> its database, when it took the baseline spare's
+        self.held: dict[str, list[str]] = {}  # open use -> keys of the base files in its database
+        self.parked: dict[str, Spare] = {}  # open use -> the clean database it gave up for the baseline spare
 
     def start(self) -> None:
         if self.postgres is not None:
@@ -467,8 +516,13 @@ class Harness:
 
     # -- maintenance thread ----------------------------------------------------------------
 
-    def make_spare(self, previous: concurrent.futures.Future[Spare] | None) -> Spare:
-        """A database for the next use, with the current setup; ``previous`` (a spare made without it) is dropped."""
+    def make_spare(
+        self, previous: concurrent.futures.Future[Spare] | None, baseline: Baseline | None = None
+    ) -> Spare:
+        """A database for the next use, with the current setup (and ``baseline`` applied, if given).
+
+        ``previous`` (a spare this one replaces) is dropped first.
+        """
         if previous is not None:
             with contextlib.suppress(Exception):
                 old = previous.result()
@@ -485,7 +539,15 @@ class Harness:
             # What was half made stays reserved; the fault retires the sandbox.
             self.faults.append(f"making database {name} failed: {type(exc).__name__}: {exc}")
             raise
-        return Spare(name, connections, setup.key if setup is not None else None)
+        applied: list[str] = []
+        if baseline is not None and self.postgres is not None:
+            try:
+                if self.postgres.apply_ahead(connections["proposal"], baseline):
+                    applied = baseline.keys
+            except Exception as exc:
+                self.faults.append(f"applying base files ahead in {name} failed: {type(exc).__name__}: {exc}")
+                raise
+        return Spare(name, connections, setup.key if setup is not None else None, applied)
 
     def drop(self, name: str, connections: list[Any]) -> None:
         try:
@@ -541,6 +603,7 @@ class Harness:
             raise HarnessError(f"the sandbox is not clean: {'; '.join(self.faults)}")
         name = spare.name
         self.uses[name] = spare.setup
+        self.held[name] = list(spare.baseline)
         if self.postgres is not None:
             for role, conn in spare.connections.items():
                 self.postgres.use_connections[(name, role)] = conn
@@ -559,18 +622,34 @@ class Harness:
         name = checked_name(use)
         if name not in self.uses:
             return {"problems": []}
-        del self.uses[name]
-        connections = self.postgres.take_connections(name) if self.postgres is not None else []
+        setup = self.uses.pop(name)
+        database = self.databases.pop(name, name)
+        self.held.pop(name, None)
+        connections = self.postgres.take_connections(database) if self.postgres is not None else []
         for root in (XFER_IN, XFER_OUT):
             shutil.rmtree(f"{root}/{name}", ignore_errors=True)
         problems = (
             self.faults + self.leftovers()
         )  # before the drop starts: the two would only slow each other
         self.touched.discard(name)
-        self.jobs.submit(self.drop, name, connections)
+        self.jobs.submit(self.drop, database, connections)
+        parked = self.parked.pop(name, None)
+        if parked is not None:
+            # Untouched since it was made: the next clean spare, unless one is ready or the setup moved on.
+            current = self.setup.key if self.setup is not None else None
+            if self.spare is None and parked.setup == current and setup == current:
+                self.spare = concurrent.futures.Future()
+                self.spare.set_result(parked)
+            else:
+                self.jobs.submit(self.drop, parked.name, list(parked.connections.values()))
         if self.spare is None or self.spare_is_stale:
             self.spare = self.jobs.submit(self.make_spare, self.spare)
             self.spare_is_stale = False
+        if self.baseline is not None:
+            wanted = (self.setup.key if self.setup is not None else None, self.baseline.keys)
+            if self.baseline_spare is None or self.baseline_spare_for != wanted:
+                self.baseline_spare = self.jobs.submit(self.make_spare, self.baseline_spare, self.baseline)
+                self.baseline_spare_for = wanted
         return {"problems": problems}
 
     def op_settle(self) -> dict[str, Any]:
@@ -586,23 +665,24 @@ class Harness:
         A database made with another setup (the plugin changed since) is
         replaced by a fresh one first, so a setup never runs on top of another.
         """
-        postgres, name = self.checked_sql(database, "admin", "none", ("none",))
-        if self.uses[name] == key:
+        postgres, use, name = self.checked_sql(database, "admin", "none", ("none",))
+        if self.uses[use] == key:
             return {"ran": False}
-        if name in self.touched:
+        if use in self.touched:
             raise HarnessError(
                 "prepare must come before any SQL of the use; it would change or wipe what ran"
             )
-        if self.uses[name] is not None:
+        if self.uses[use] is not None:
             postgres.drop_database(name, postgres.take_connections(name), postgres.admin)
             postgres.create_database(name, postgres.admin)
-            self.uses[name] = None
+            self.uses[use] = None
+            self.held[use] = []
         setup = Setup(key, session, sql, warmup, proposal_warmup)
         # Warm-ups too, here and now: a mistake in them surfaces to the caller, not in a later spare.
         postgres.run_setup(
             {role: postgres.use_connection(name, role) for role in ("admin", "proposal")}, setup
         )
-        self.uses[name] = key
+        self.uses[use] = key
         if self.setup is None or self.setup.key != key:
             self.setup = setup
             self.spare_is_stale = self.spare is not None  # replaced once this use ends
@@ -617,10 +697,10 @@ class Harness:
         timeout: float = 30.0,
         max_rows: int = MAX_ROWS,
     ) -> dict[str, Any]:
-        postgres, name = self.checked_sql(database, role, transaction, ("commit", "rollback", "none"))
+        postgres, use, name = self.checked_sql(database, role, transaction, ("commit", "rollback", "none"))
         if not isinstance(max_rows, int) or not 1 <= max_rows <= MAX_ROWS_LIMIT:
             raise HarnessError(f"max_rows must be an integer from 1 to {MAX_ROWS_LIMIT}")
-        self.touched.add(name)
+        self.touched.add(use)
         return postgres.execute(name, role, sql, transaction, float(timeout), max_rows)
 
     def op_sql_script(
@@ -632,26 +712,86 @@ class Harness:
         timeout: float = 30.0,
         probe: str | None = None,
     ) -> dict[str, Any]:
-        postgres, name = self.checked_sql(database, role, transaction, ("commit", "rollback"))
+        postgres, use, name = self.checked_sql(database, role, transaction, ("commit", "rollback"))
         if not isinstance(statements, list) or not all(isinstance(s, str) for s in statements):
             raise HarnessError("statements must be a list of strings")
-        self.touched.add(name)
+        self.touched.add(use)
         return postgres.execute_script(name, role, statements, transaction, float(timeout), probe)
+
+    def op_baseline(self, database: str, files: list[list[str]], timeout: float = 30.0) -> dict[str, Any]:
+        """Apply base files (``[key, sql]`` each, in order) as the use's role, in one transaction.
+
+        Files the use's database already holds (a spare made ahead with the
+        same first files) are skipped; an untouched use first takes the
+        baseline spare when that holds a longer run of them. The reply is a
+        ``sql`` reply plus ``database`` (the use's, which may have changed)
+        and ``skipped`` (how many leading files were already there).
+        """
+        postgres, use, name = self.checked_sql(database, "proposal", "commit", ("commit",))
+        if not isinstance(files, list) or not all(
+            isinstance(f, list) and len(f) == 2 and all(isinstance(part, str) for part in f) for f in files
+        ):
+            raise HarnessError("files must be a list of [key, sql] pairs")
+        keys = [key for key, _ in files]
+        if use not in self.touched and name == use:
+            self.take_baseline_spare(postgres, use, keys)
+            name = self.databases.get(use, use)
+        held = self.held.get(use, [])
+        skipped = len(held) if keys[: len(held)] == held else 0
+        if skipped == 0 and held:
+            raise HarnessError("this use's database holds other base files; apply them in a fresh use")
+        self.touched.add(use)
+        rest = "".join(sql for _, sql in files[skipped:])
+        if rest:
+            result = postgres.execute(name, "proposal", rest, "commit", float(timeout))
+        else:
+            result = {"error": None, "status": None, "timed_out": False, "seconds": 0.0, "notices": []}
+        if result["error"] is None and not result["timed_out"]:
+            self.held[use] = keys
+            if files:  # the next spare made ahead gets them
+                self.baseline = Baseline([(key, sql) for key, sql in files], float(timeout))
+        return {**result, "database": name, "skipped": skipped}
+
+    def take_baseline_spare(self, postgres: Postgres, use: str, keys: list[str]) -> None:
+        """Swap the use's (untouched, clean) database for the baseline spare's, if that holds a prefix of ``keys``."""
+        future = self.baseline_spare
+        if future is None or not future.done() or future.exception() is not None:
+            return
+        spare = future.result()
+        if (
+            not spare.baseline
+            or keys[: len(spare.baseline)] != spare.baseline
+            or spare.setup != self.uses[use]
+        ):
+            return
+        own = {role: postgres.use_connections.get((use, role)) for role in ("admin", "proposal")}
+        if any(conn is None or conn.closed for conn in own.values()):
+            return  # it lost a connection: not a clean spare to give back
+        for role in own:
+            del postgres.use_connections[(use, role)]
+        self.baseline_spare = None
+        self.baseline_spare_for = None
+        self.parked[use] = Spare(use, own, self.uses[use])
+        for role, conn in spare.connections.items():
+            postgres.use_connections[(spare.name, role)] = conn
+        self.databases[use] = spare.name
+        self.held[use] = list(spare.baseline)
 
     def checked_sql(
         self, database: str, role: str, transaction: str, modes: tuple[str, ...]
-    ) -> tuple[Postgres, str]:
-        """The server and the database of an open use, after checking a SQL request's arguments."""
+    ) -> tuple[Postgres, str, str]:
+        """The server, the open use and its database, after checking a SQL request's arguments."""
         if self.postgres is None:
             raise HarnessError("this sandbox was started without PostgreSQL")
         name = checked_name(database)
-        if name not in self.uses:
+        use = next((u for u, d in self.databases.items() if d == name), name)
+        if use not in self.uses or self.databases.get(use, use) != name:
             raise HarnessError(f"database {name} does not belong to an open use")
         if role not in ("proposal", "admin"):
             raise HarnessError(f"unknown role {role!r}")
         if transaction not in modes:
             raise HarnessError(f"unknown transaction mode {transaction!r}")
-        return self.postgres, name
+        return self.postgres, use, name
 
     def op_processes(self) -> dict[str, Any]:
         return {"processes": processes()}

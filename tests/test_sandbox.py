@@ -337,6 +337,26 @@ def test_base_files_are_applied_ahead_and_a_use_applies_only_what_follows(sandbo
         assert sandbox.check_clean() == []
 
 
+def test_only_the_files_a_base_likely_begins_with_are_made_ahead(sandboxes: Sandboxes) -> None:
+    """Numbered migrations then other files: a new migration lands before the others, after the numbered ones."""
+    with sandboxes.use(cold=True) as first:
+        sandbox = first.sandbox
+        first.prepare(**SETUP)
+        result, skipped = first.baseline([base_file("m1"), base_file("m2"), base_file("views")], ahead=2)
+        assert (result.ok, skipped) == (True, 0)
+        assert first.end() == []
+        assert sandbox.settle() == []
+        second = sandbox.begin_use()
+        with pytest.raises(InfrastructureError, match="ahead must be a count"):
+            second.baseline([base_file("m1")], ahead=5)
+        files = [base_file("m1"), base_file("m2"), base_file("m3"), base_file("views")]
+        result, skipped = second.baseline(files, ahead=3)
+        assert (result.ok, skipped) == (True, 2)
+        assert tables(second) == ["m1", "m2", "m3", "made_by_setup", "views"]
+        assert second.end() == []
+        assert sandbox.check_clean() == []
+
+
 def test_a_base_that_fails_when_applied_ahead_leaves_the_spare_clean(sandboxes: Sandboxes) -> None:
     with sandboxes.use(cold=True) as first:
         sandbox = first.sandbox

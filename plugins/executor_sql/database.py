@@ -57,6 +57,11 @@ def _resource(name: str) -> str:
     return (resources.files("executor_sql") / name).read_text(encoding="utf-8")
 
 
+def is_numbered(path: str) -> bool:
+    """Whether the file name carries a migration number (``001_x.sql``, ``V2__y.sql``)."""
+    return _MIGRATION_NUMBER.match(path.rsplit("/", 1)[-1]) is not None
+
+
 def migration_order(paths: list[str]) -> list[str]:
     """Migration-numbered files (``001_x.sql``, ``V2__y.sql``) by number, then the others by path."""
 
@@ -193,8 +198,13 @@ class Database:
         if not sent:
             return None
         timeout = self.timeout + len(sent)
+        # New migrations get the next number, so the numbered files are what the next base
+        # begins with; a file without a number may sort anywhere (after them, by path).
+        numbered = sum(1 for change, _, _, _ in sent if is_numbered(change.path))
         result, skipped = self.use.baseline(
-            [(_file_key(change.path, sql), sql) for change, _, _, sql in sent], timeout=timeout
+            [(_file_key(change.path, sql), sql) for change, _, _, sql in sent],
+            timeout=timeout,
+            ahead=numbered or None,
         )
         if result.ok:
             return None

@@ -535,7 +535,7 @@ class Use:
         return ScriptResult.from_reply(reply)
 
     def baseline(
-        self, files: Sequence[tuple[str, str]], *, timeout: float | None = None
+        self, files: Sequence[tuple[str, str]], *, timeout: float | None = None, ahead: int | None = None
     ) -> tuple[SqlResult, int]:
         """Apply base files (``(key, sql)`` each, in order) as this use's role, in one transaction.
 
@@ -546,8 +546,10 @@ class Use:
         the last use asked for, and a use whose files begin with those takes
         that database instead (``database`` changes then). ``key`` names a
         file's path and content; call this before any other SQL of the use.
+        ``ahead``: how many of the first files the next base likely begins
+        with (default all): what the harness makes ahead.
         """
-        reply = self._sql_request("baseline", timeout, files=[[key, sql] for key, sql in files])
+        reply = self._sql_request("baseline", timeout, files=[[key, sql] for key, sql in files], ahead=ahead)
         self.database = checked_use_name(reply.get("database"))
         return SqlResult.from_reply(reply), int(reply.get("skipped") or 0)
 

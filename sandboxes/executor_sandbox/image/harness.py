@@ -718,20 +718,26 @@ class Harness:
         self.touched.add(use)
         return postgres.execute_script(name, role, statements, transaction, float(timeout), probe)
 
-    def op_baseline(self, database: str, files: list[list[str]], timeout: float = 30.0) -> dict[str, Any]:
+    def op_baseline(
+        self, database: str, files: list[list[str]], timeout: float = 30.0, ahead: int | None = None
+    ) -> dict[str, Any]:
         """Apply base files (``[key, sql]`` each, in order) as the use's role, in one transaction.
 
         Files the use's database already holds (a spare made ahead with the
         same first files) are skipped; an untouched use first takes the
         baseline spare when that holds a longer run of them. The reply is a
         ``sql`` reply plus ``database`` (the use's, which may have changed)
-        and ``skipped`` (how many leading files were already there).
+        and ``skipped`` (how many leading files were already there). The
+        first ``ahead`` files (default: all) are what the next spare made
+        ahead gets: the part of this base the next one likely begins with.
         """
         postgres, use, name = self.checked_sql(database, "proposal", "commit", ("commit",))
         if not isinstance(files, list) or not all(
             isinstance(f, list) and len(f) == 2 and all(isinstance(part, str) for part in f) for f in files
         ):
             raise HarnessError("files must be a list of [key, sql] pairs")
+        if ahead is not None and (not isinstance(ahead, int) or not 0 <= ahead <= len(files)):
+            raise HarnessError("ahead must be a count of the files given")
         keys = [key for key, _ in files]
         if use not in self.touched and name == use:
             self.take_baseline_spare(postgres, use, keys)
@@ -748,8 +754,9 @@ class Harness:
             result = {"error": None, "status": None, "timed_out": False, "seconds": 0.0, "notices": []}
         if result["error"] is None and not result["timed_out"]:
             self.held[use] = keys
-            if files:  # the next spare made ahead gets them
-                self.baseline = Baseline([(key, sql) for key, sql in files], float(timeout))
+            kept = files[: len(files) if ahead is None else ahead]
+            if kept:  # the next spare made ahead gets them
+                self.baseline = Baseline([(key, sql) for key, sql in kept], float(timeout))
         return {**result, "database": name, "skipped": skipped}
 
     def take_baseline_spare(self, postgres: Postgres, use: str, keys: list[str]) -> None:

@@ -44,6 +44,7 @@ _EMPTY_TREE = bytes.fromhex("4b825dc642cb6eb9a060e54bf8d69288fbee4904")
 # Commits an ancestry check walks in-process before it asks git (whose commit-graph
 # answers fast on long histories); a rollout's check is usually one or two steps.
 ANCESTRY_WALK = 256
+STALE_TEMPORARY = 3600.0  # seconds after which an unrenamed temporary object file is a leftover
 
 
 #: Variables that would point git at another repository, index or object store, or
@@ -376,7 +377,24 @@ class TargetRepo:
 
         if self._loose is None:
             self._loose = LooseObjectDB(str(self.common_dir / "objects"))
+            self._remove_stale_temporaries()
         return bytes(self._loose.store(IStream(kind, len(data), BytesIO(data))).binsha)
+
+    def _remove_stale_temporaries(self) -> None:
+        """Temporary object files (``objects/obj*``) an executor killed mid-write left behind.
+
+        gitdb writes each object to such a file and renames it within
+        milliseconds; git never names a file there so, and ``git gc`` does
+        not remove them. One older than ``STALE_TEMPORARY`` is a leftover.
+        """
+        objects = self.common_dir / "objects"
+        cutoff = time.time() - STALE_TEMPORARY
+        with os.scandir(objects) as entries:
+            for entry in entries:
+                if entry.name.startswith("obj") and entry.is_file(follow_symlinks=False):
+                    with contextlib.suppress(OSError):
+                        if entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                            os.unlink(entry.path)
 
     def _write_tree(
         self, tree: bytes | None, updates: Mapping[str, tuple[int, bytes] | None], *, keep_empty: bool = True

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -207,4 +209,20 @@ def test_work_trees_with_a_branch_checked_out_are_the_ones_git_lists(tmp_path: P
     target = TargetRepo(bare)
     assert target.checked_out_at("refs/heads/main") == gits_worktrees(bare, "refs/heads/main")
     assert target.checked_out_at("refs/heads/main") == [tmp_path / "from-bare"]
+    target.close()
+
+
+def test_temporary_object_files_a_killed_writer_left_are_removed_when_old(repo: Path) -> None:
+    objects = repo / ".git" / "objects"
+    old, fresh = objects / "objdeadbeef", objects / "objcafe1234"
+    old.write_bytes(b"half an object")
+    fresh.write_bytes(b"being written right now")
+    two_hours_ago = time.time() - 7200
+    os.utime(old, (two_hours_ago, two_hours_ago))
+    target = TargetRepo(repo)
+    base = str(target.resolve("refs/heads/main"))
+    target.write_commit([base], base, Change({"tmp/new.txt": b"x"}), "m\n")
+    assert not old.exists()
+    assert fresh.exists(), "a writer may still be renaming it"
+    fresh.unlink()
     target.close()

@@ -152,6 +152,7 @@ class TargetRepo:
                 hint="use a SHA-1 repository",
             )
         self._loose: Any = None
+        self._rewritten: bool | None = None
 
     def close(self) -> None:
         self.repo.close()
@@ -309,22 +310,50 @@ class TargetRepo:
             if a == b:
                 continue
             path = prefix + name
-            a_tree = a[0] if a is not None and a[1] == TREE else None
-            b_tree = b[0] if b is not None and b[1] == TREE else None
+            # By type, as git reads modes: an old tool's 040755 is a directory too.
+            a_tree = a[0] if a is not None and _is_tree(a[1]) else None
+            b_tree = b[0] if b is not None and _is_tree(b[1]) else None
             if a_tree is not None or b_tree is not None:
                 self._diff_trees(a_tree, b_tree, path + "/", out)
-            if (a is not None and a[1] != TREE) or (b is not None and b[1] != TREE):
+            if (a is not None and not _is_tree(a[1])) or (b is not None and not _is_tree(b[1])):
                 out.add(path)
 
     def is_ancestor(self, ancestor: str, descendant: str) -> bool:
         """Whether ``ancestor`` is ``descendant`` or reachable from it through parents.
 
-        Walked in-process for the first ``ANCESTRY_WALK`` commits; git decides beyond.
+        Walked in-process for the first ``ANCESTRY_WALK`` commits; git decides
+        beyond, and always where it would see other parents than the commits
+        name (replace refs, grafts, a shallow clone).
         """
         import git
 
         if ancestor == descendant:
             return True
+        known = None if self._history_is_rewritten() else self._walk_ancestry(ancestor, descendant)
+        if known is not None:
+            return known
+        try:
+            self.repo.git.merge_base("--is-ancestor", ancestor, descendant)
+        except git.GitCommandError:
+            return False
+        return True
+
+    def _history_is_rewritten(self) -> bool:
+        if self._rewritten is None:
+            replace = self.common_dir / "refs" / "replace"
+            packed = self.common_dir / "packed-refs"
+            self._rewritten = (
+                (self.common_dir / "shallow").exists()
+                or (self.common_dir / "info" / "grafts").exists()
+                or (replace.is_dir() and any(replace.iterdir()))
+                or (packed.exists() and b" refs/replace/" in packed.read_bytes())
+            )
+        return self._rewritten
+
+    def _walk_ancestry(self, ancestor: str, descendant: str) -> bool | None:
+        """Through parents from ``descendant``, up to ``ANCESTRY_WALK`` commits; None if that did not tell."""
+        import git
+
         seen: set[str] = set()
         frontier = [descendant]
         try:
@@ -337,15 +366,9 @@ class TargetRepo:
                     if parent.hexsha == ancestor:
                         return True
                     frontier.append(parent.hexsha)
-            if not frontier:
-                return False  # every commit reachable from descendant was seen
         except (ValueError, git.BadName, git.BadObject):
-            pass  # a missing commit (shallow history, a bad name): git knows what to make of it
-        try:
-            self.repo.git.merge_base("--is-ancestor", ancestor, descendant)
-        except git.GitCommandError:
-            return False
-        return True
+            return None  # a missing commit or a bad name: git knows what to make of it
+        return False if not frontier else None
 
     # -- writing -----------------------------------------------------------------------
 
@@ -491,8 +514,14 @@ class TargetRepo:
             if _head_ref(entry / "HEAD") != ref:
                 continue
             with contextlib.suppress(OSError):
-                found.append(Path((entry / "gitdir").read_text(encoding="utf-8").strip()).parent)
+                # Absolute, or relative to this admin directory (worktree.useRelativePaths).
+                gitdir = entry / (entry / "gitdir").read_text(encoding="utf-8").strip()
+                found.append(Path(os.path.normpath(gitdir)).parent)
         return found
+
+
+def _is_tree(mode: int) -> bool:
+    return mode >> 12 == TREE >> 12
 
 
 def _head_ref(path: Path) -> str | None:

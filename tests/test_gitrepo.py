@@ -226,3 +226,22 @@ def test_temporary_object_files_a_killed_writer_left_are_removed_when_old(repo: 
     assert fresh.exists(), "a writer may still be renaming it"
     fresh.unlink()
     target.close()
+
+
+def test_ancestry_follows_the_parents_git_sees_through_a_replace_ref(tmp_path: Path) -> None:
+    repo = tmp_path / "r"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    index = tmp_path / "index"
+    root = gits_commit(repo, {"a": b"1"}, [], index)
+    other = gits_commit(repo, {"b": b"1"}, [], index)
+    child = gits_commit(repo, {"a": b"2"}, [root], index)
+    target = TargetRepo(repo)
+    assert target.is_ancestor(root, child) is True
+    assert target.is_ancestor(other, child) is False
+    target.close()
+    git(repo, "replace", "--graft", child, other)  # git now sees other as child's parent
+    target = TargetRepo(repo)
+    assert target.is_ancestor(root, child) is False
+    assert target.is_ancestor(other, child) is True
+    target.close()

@@ -313,6 +313,17 @@ def test_a_down_migration_that_leaves_something_behind_fails_the_proof(sandboxes
         assert "+ relation public.t: kind=r" in problem.message
 
 
+def test_an_up_that_is_not_deterministic_has_no_proven_rollback(
+    sql_only: Plugins, sandboxes: Sandboxes
+) -> None:
+    """A name drawn from a sequence: the down made from one run cannot undo the next."""
+    base = MappingTree({"001_seq.sql": b"CREATE SEQUENCE public.n;\n"})
+    up = "DO $$ BEGIN EXECUTE format('CREATE TABLE public.t_%s (id int)', nextval('public.n')); END $$;"
+    report = check(sql_only, sandboxes, [change("m.sql", up)], base)
+    assert [d.code for d in report.diagnostics] == ["sql.reapply-mismatch"]
+    assert "+ relation public.t_3" in report.diagnostics[0].message
+
+
 # -- property: generated down migrations restore the baseline exactly ---------------------------
 
 _COLUMN_TYPES = ["int", "text", "boolean DEFAULT false", "numeric(8,2)", "timestamptz DEFAULT now()", "jsonb"]

@@ -378,3 +378,11 @@ def test_sqlite_store_uses_wal_with_normal_sync(tmp_path: Path) -> None:
     with engine.connect() as connection:
         assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+
+
+def test_a_durable_transaction_syncs_and_the_connection_goes_back_to_normal(tmp_path: Path) -> None:
+    store = ProposalStore(open_engine(f"sqlite:///{tmp_path / 'store.db'}"))
+    with store._transaction(durable=True) as connection:
+        assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL for this commit
+    with store._transaction() as connection:
+        assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # the pooled connection: NORMAL

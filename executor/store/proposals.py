@@ -99,10 +99,24 @@ class ProposalStore:
         self.engine = engine
 
     @contextmanager
-    def _transaction(self) -> Iterator[Connection]:
+    def _transaction(self, *, durable: bool = False) -> Iterator[Connection]:
+        """One transaction; ``durable``: on disk when it returns, even through a power cut.
+
+        SQLite runs with synchronous=NORMAL (see database.py), so only the
+        commits that something outside the store will rely on, such as a rollback
+        record written before the base branch moves, pay for an fsync.
+        """
         try:
-            with self.engine.begin() as connection:
-                yield connection
+            with self.engine.connect() as connection:
+                raw = connection.connection.dbapi_connection if self.engine.dialect.name == "sqlite" else None
+                if durable and raw is not None:
+                    raw.execute("PRAGMA synchronous=FULL")  # outside a transaction, as SQLite requires
+                try:
+                    with connection.begin():
+                        yield connection
+                finally:
+                    if durable and raw is not None:
+                        raw.execute("PRAGMA synchronous=NORMAL")
         except IntegrityError:
             raise
         except DBAPIError as exc:

@@ -148,8 +148,12 @@ class RunStore:
             return [_run(row) for row in connection.execute(query)]
 
     def add_rollback(self, record: dict[str, Any]) -> int:
-        """Record a built and proven rollback as ``pending`` (its rollout has not happened yet)."""
-        with self._transaction() as connection:
+        """Record a built and proven rollback as ``pending`` (its rollout has not happened yet).
+
+        Durable before it returns: the base branch moves next, and a record lost
+        to a power cut after that would leave a rollout with no way back.
+        """
+        with self._transaction(durable=True) as connection:
             result = connection.execute(
                 insert(rollbacks).values(**record, state="pending", created_at=utcnow())
             )

@@ -231,9 +231,14 @@ class Database:
         again = self.use.sql_script(
             [statement.text for _, _, statement in statements], transaction="rollback", timeout=timeout
         )
-        index = again.error_index if again.error_index is not None else 0
-        change, text, statement = statements[min(index, len(statements) - 1)]
-        return located_error(change, text, statement, again.error or error, timeout)
+        if again.error is None or again.error_index is None or again.error.message != error.message:
+            # Not the same failure (a COMMIT in a base file kept part of the first run; the error
+            # came at commit time): say what the server said, without guessing a place.
+            return Diagnostic(
+                severity=Level.ERROR, code=f"sql.{error.sqlstate or 'error'}", message=error.message
+            )
+        change, text, statement = statements[again.error_index]
+        return located_error(change, text, statement, again.error, timeout)
 
     def apply(self, change: FileChange, text: str, *, commit: bool = True) -> AppliedFile | Diagnostic:
         """Run one file in one transaction; the located error if it fails."""

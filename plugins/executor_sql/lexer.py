@@ -133,7 +133,7 @@ def _quoted(source: str, i: int, quote: str, *, backslash: bool) -> tuple[int, s
 # repository splits the same migration files again. Results are kept by text,
 # up to a budget of characters; past it the cache starts over.
 _SPLIT_CACHE: dict[str, tuple[Statement, ...]] = {}
-_SPLIT_CACHE_BUDGET = 4 * 1024 * 1024  # characters of SQL; its tokens take some 20x that
+_SPLIT_CACHE_BUDGET = 1024 * 1024  # characters of SQL; with its tokens, about 45 bytes each
 _split_cache_size = 0
 
 
@@ -143,6 +143,8 @@ def split(source: str) -> list[Statement]:
     cached = _SPLIT_CACHE.get(source)
     if cached is None:
         cached = tuple(_split(source))
+        if len(source) > _SPLIT_CACHE_BUDGET:
+            return list(cached)
         if _split_cache_size + len(source) > _SPLIT_CACHE_BUDGET:
             _SPLIT_CACHE.clear()
             _split_cache_size = 0

@@ -133,7 +133,7 @@ def executor_build_rollback(context: SandboxContext) -> Rollback:
 
 @hookimpl
 def executor_prove_rollback(rollback: Rollback, context: SandboxContext) -> list[Diagnostic]:
-    """Down, and the schema must be the baseline's exactly; then up again must apply."""
+    """Down, and the schema must be the baseline's exactly; then up again must apply and give the same schema."""
     state = context.state
     db: Database = state["db"]
     script = rollback.artifacts.get("down.sql", "")
@@ -155,8 +155,6 @@ def executor_prove_rollback(rollback: Rollback, context: SandboxContext) -> list
                 f"baseline: {after_down.difference(state['base'])}",
             )
         ]
-    # The schema is the baseline's exactly again, so up starts from where it first did: it must
-    # apply as cleanly as it did then (no need to compare the result: same start, same statements).
     for run in state["applied"]:
         again = db.apply(run.change, run.text)
         if isinstance(again, Diagnostic):
@@ -168,6 +166,16 @@ def executor_prove_rollback(rollback: Rollback, context: SandboxContext) -> list
                     }
                 )
             ]
+    # Same start, same statements, yet another schema: the up is not deterministic (a name from
+    # a sequence, the clock, random()), so a down generated from one run cannot undo another.
+    if not _same_schema(db, state["up"]):
+        after_up = db.snapshot()
+        return [
+            _proof_error(
+                "sql.reapply-mismatch",
+                f"up, down, up gives another schema than up: {after_up.difference(state['up'])}",
+            )
+        ]
     return []
 
 

@@ -52,7 +52,9 @@ MAX_NOTICES = 50
 SPARE_WAIT = 25.0  # seconds a use_begin waits for the spare being made
 LOCK_TIMEOUT_MS = 10_000  # in a use's database
 SETTLE_WAIT = 20.0  # seconds hello/settle/check_clean wait for maintenance (the host waits 30)
-SPARE_BASELINE_LIMIT = 10.0  # seconds a spare may spend applying a baseline ahead (else it stays clean)
+# Seconds a spare may spend applying base files ahead (else it stays clean): the next lease's
+# hello waits for maintenance, this included.
+SPARE_BASELINE_LIMIT = 3.0
 
 # Server settings for a throw-away cluster: durability is worthless here and
 # costs milliseconds on every CREATE DATABASE and commit.
@@ -637,7 +639,8 @@ class Harness:
         if parked is not None:
             # Untouched since it was made: the next clean spare, unless one is ready or the setup moved on.
             current = self.setup.key if self.setup is not None else None
-            if self.spare is None and parked.setup == current and setup == current:
+            gone = not any(os.path.exists(f"{root}/{name}") for root in (XFER_IN, XFER_OUT))
+            if self.spare is None and parked.setup == current and setup == current and gone:
                 self.spare = concurrent.futures.Future()
                 self.spare.set_result(parked)
             else:

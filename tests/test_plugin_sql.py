@@ -324,6 +324,23 @@ def test_an_up_that_is_not_deterministic_has_no_proven_rollback(
     assert "+ relation public.t_3" in report.diagnostics[0].message
 
 
+def test_plain_ddl_that_runs_dynamic_ddl_is_still_compared(sql_only: Plugins, sandboxes: Sandboxes) -> None:
+    """ALTER TABLE is plain DDL, but its CHECK calls a function that makes a table named from a sequence."""
+    base = MappingTree(
+        {
+            "001_base.sql": b"CREATE SEQUENCE public.n;\n"
+            b"CREATE TABLE public.base_t (id int);\nINSERT INTO public.base_t VALUES (1);\n"
+            b"CREATE FUNCTION public.evil(int) RETURNS boolean LANGUAGE plpgsql VOLATILE AS $$\n"
+            b"BEGIN EXECUTE format('CREATE TABLE public.t_%s (id int)', nextval('public.n')); RETURN true; END $$;\n"
+        }
+    )
+    up = "ALTER TABLE public.base_t ADD CONSTRAINT c CHECK (public.evil(id));"
+    report = check(sql_only, sandboxes, [change("m.sql", up)], base)
+    codes = [d.code for d in report.diagnostics]
+    assert codes == ["sql.reapply-mismatch", "sql.not-rerunnable"], report.diagnostics
+    assert "+ relation public.t_2" in report.diagnostics[0].message
+
+
 # -- property: generated down migrations restore the baseline exactly ---------------------------
 
 _COLUMN_TYPES = ["int", "text", "boolean DEFAULT false", "numeric(8,2)", "timestamptz DEFAULT now()", "jsonb"]

@@ -157,13 +157,21 @@ class Database:
             f"UNION ALL SELECT '{DIGEST}', '', '', {DIGEST_OF_ROWS}, NULL FROM catalog;\n"
             f"PREPARE executor_schema_digest AS WITH catalog AS ({catalog}) SELECT {DIGEST_OF_ROWS} FROM catalog",
             sql="SET search_path = pg_catalog, pg_temp;\n" + _resource("audit.sql"),
-            warmup="EXECUTE executor_snapshot",
+            warmup="EXECUTE executor_snapshot; EXECUTE executor_schema_digest",
             proposal_warmup=PROPOSAL_WARMUP,
         )
 
     def snapshot(self) -> Snapshot:
         """The schema now, its digest, and the audit mark at the same moment (one round trip)."""
         return Snapshot(self.admin("EXECUTE executor_snapshot"))
+
+    def events(self, after: int, through: int) -> list[tuple[str, str, str, str]]:
+        """What the audit log says statements did between two marks: (event, command, object type, identity)."""
+        rows = self.admin(
+            "SELECT event, coalesce(command_tag, ''), coalesce(object_type, ''), coalesce(object_identity, '') "
+            f"FROM executor_audit.events WHERE seq > {int(after)} AND seq <= {int(through)} ORDER BY seq"
+        )
+        return [(str(a), str(b), str(c), str(d)) for a, b, c, d in rows]
 
     def schema_digest(self) -> str:
         """Only the digest of the schema now: enough to prove it equals a snapshot's, at less cost."""

@@ -426,14 +426,11 @@ class TargetRepo:
 
         A subtree left empty is not stored (git drops empty directories); the root always is.
         """
-        from git.objects.fun import tree_entries_from_data, tree_to_stream
+        from git.objects.fun import tree_to_stream
 
         # Names as git stores them (bytes; GitPython decodes with surrogateescape), so a
         # sibling whose name is not UTF-8 is carried over unchanged.
-        entries: dict[bytes, tuple[bytes, int]] = {}
-        if tree is not None:
-            data = self.repo.odb.stream(tree).read()
-            entries = {_raw(name): (sha, mode) for sha, mode, name in tree_entries_from_data(data)}
+        entries = {_raw(name): entry for name, entry in self._entries(tree).items()}
         deeper: dict[bytes, dict[str, tuple[int, bytes] | None]] = {}
         for path, update in updates.items():
             text_head, _, rest = path.partition("/")
@@ -540,5 +537,3 @@ def repository_path(key: str) -> str:
 
 def _raw(name: str) -> bytes:
     return name.encode("utf-8", "surrogateescape")
-
-    return time.time()

@@ -277,15 +277,11 @@ class Postgres:
         try:
             with conn.cursor() as cur:
                 cur.execute(sql)
-            if conn.get_transaction_status() != self.extensions.TRANSACTION_STATUS_IDLE:
-                with conn.cursor() as cur:
-                    cur.execute("ROLLBACK")
+            if self.rollback_open(conn):
                 raise HarnessError(f"{what} left a transaction open")
         except self.psycopg2.Error as exc:
             with contextlib.suppress(self.psycopg2.Error):
-                if conn.get_transaction_status() != self.extensions.TRANSACTION_STATUS_IDLE:
-                    with conn.cursor() as cur:
-                        cur.execute("ROLLBACK")
+                self.rollback_open(conn)
             raise HarnessError(f"{what} failed: {server_error(exc)['message']}") from exc
 
     def apply_ahead(self, conn: Any, baseline: Baseline) -> bool:
@@ -300,17 +296,19 @@ class Postgres:
                 cur.execute("COMMIT")
             return True
         except self.psycopg2.Error:
-            self.reset_connection(conn)
+            self.rollback_open(conn)  # a connection that cannot is a fault: it propagates
             return False
         finally:
             timer.cancel()
             del conn.notices[:]
 
-    def reset_connection(self, conn: Any) -> None:
-        """Roll back whatever a failed statement left open; a connection that cannot is a fault of ours."""
-        if conn.get_transaction_status() != self.extensions.TRANSACTION_STATUS_IDLE:
-            with conn.cursor() as cur:
-                cur.execute("ROLLBACK")
+    def rollback_open(self, conn: Any) -> bool:
+        """Roll back a transaction left open on ``conn``; whether there was one."""
+        if conn.get_transaction_status() == self.extensions.TRANSACTION_STATUS_IDLE:
+            return False
+        with conn.cursor() as cur:
+            cur.execute("ROLLBACK")
+        return True
 
     def take_connections(self, name: str) -> list[Any]:
         """Forget a use's connections (request thread); the maintenance thread closes them."""
@@ -452,9 +450,7 @@ class Postgres:
             self.use_connections.pop((database, role), None)
             return
         try:
-            if conn.get_transaction_status() != self.extensions.TRANSACTION_STATUS_IDLE:
-                with conn.cursor() as cur:
-                    cur.execute("ROLLBACK")
+            self.rollback_open(conn)
         except self.psycopg2.Error:
             self.use_connections.pop((database, role), None)
             self.close(conn)

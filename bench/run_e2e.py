@@ -91,7 +91,7 @@ def approve_all(env: dict[str, str]) -> None:
         "from executor.config import load_settings\n"
         "from executor.models import Status\n"
         "from executor.store import open_store\n"
-        "store = open_store(load_settings())\n"
+        "store = open_store(load_settings().store)\n"
         "for s in store.summaries():\n"
         "    if s.executable and s.status is not Status.APPROVED:\n"
         "        store.decide(s.id, revision=s.revision, digest=s.digest, decision=Status.APPROVED, actor='bench')\n"

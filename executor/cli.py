@@ -104,10 +104,12 @@ def _settings(ctx: click.Context) -> Settings:
     return settings
 
 
-def _store(ctx: click.Context) -> ProposalStore:
+def _store(ctx: click.Context, *, settings: bool = True) -> ProposalStore:
+    """The store; with ``settings=False`` only its location is read (see ``executor.locations``)."""
+    from executor.locations import store_location
     from executor.store import open_store
 
-    return open_store(_settings(ctx))
+    return open_store(_settings(ctx).store if settings else store_location())
 
 
 def _actor(by: str | None) -> str:
@@ -115,7 +117,7 @@ def _actor(by: str | None) -> str:
         return by.strip()
     import getpass
 
-    from executor.report import storable
+    from executor.terminal import storable
 
     try:
         return storable(getpass.getuser())[:256]

@@ -295,7 +295,9 @@ def rollback_command(
     rollout, the revert is rebuilt on it and proven again, or refused with the
     paths that changed since). Rolling back twice is a no-op that says so.
     Exit 0 rolled back (or already); 1 the rollback cannot be applied as proven
-    (nothing changed); 2 nothing to roll back; 3 infrastructure.
+    (nothing changed); 2 nothing to roll back; 3 infrastructure. Of the
+    settings, only the store's location is read: a bad sandbox or plugin
+    setting does not stand in the way of a rollback.
     """
     import time
 
@@ -308,7 +310,7 @@ def rollback_command(
     began = time.monotonic()
     target = TargetRepo(repo)
     try:
-        outcome = roll_back(target, RunStore(_store(ctx)), proposal_id, _actor(by), base)
+        outcome = roll_back(target, RunStore(_store(ctx, settings=False)), proposal_id, _actor(by), base)
     finally:
         target.close()
     outcome.seconds = round(time.monotonic() - began, 6)
@@ -341,7 +343,7 @@ def rollbacks_command(ctx: click.Context, repo: Path | None, as_json: bool) -> N
     from executor.gitrepo import TargetRepo, repository_path
     from executor.store.runs import RunStore
 
-    runs = RunStore(_store(ctx))
+    runs = RunStore(_store(ctx, settings=False))  # as rollback: only the store's location is read
     recover_runs(runs, "rollbacks")  # a killed run's pending record shows as what it became
     key = None
     if repo is not None:

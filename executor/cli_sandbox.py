@@ -210,8 +210,9 @@ def doctor(ctx: click.Context, as_json: bool) -> None:
     """
     from executor_sandbox import doctor as checks
 
-    from executor.config import default_home, load_settings
+    from executor.config import load_settings
     from executor.errors import ConfigError
+    from executor.locations import default_home
 
     out = None if as_json else _console(stderr=False)
     results: list[Check] = []
@@ -263,7 +264,7 @@ def _runs_check() -> Check:
     from executor.store.runs import RunStore
 
     try:
-        recovered = recover_runs(RunStore(open_store(load_settings())), "doctor")
+        recovered = recover_runs(RunStore(open_store(load_settings().store)), "doctor")
     except ExecutorError as exc:
         return Check("runs", "fail", f"cannot read the store: {exc.message}", exc.hint or "see the message")
     if not recovered:

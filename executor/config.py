@@ -2,7 +2,7 @@
 
 Sources, later ones winning: built-in defaults; ``$EXECUTOR_HOME/config.toml``
 (or the file named by ``EXECUTOR_CONFIG``); ``EXECUTOR_<FIELD>`` environment
-variables. Proposals never influence any of it.
+variables (read by ``executor.locations``). Proposals never influence any of it.
 
 Hand-written rather than pydantic-settings: that package imports asyncio and
 costs ~190 ms per command on these machines for what is twenty lines here.
@@ -11,23 +11,15 @@ costs ~190 ms per command on these machines for what is twenty lines here.
 from __future__ import annotations
 
 import os
-import tomllib
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from executor.content import MIB, Limits
 from executor.errors import ConfigError
+from executor.locations import ENV_PREFIX, StoreLocation, default_home, env_home, read_config_file
 
-APP_NAME = "proposal-executor"
-ENV_PREFIX = "EXECUTOR_"
 SANDBOX_PREFIX = ENV_PREFIX + "SANDBOX_"
-
-
-def default_home() -> Path:
-    import platformdirs
-
-    return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
 
 
 class SandboxSettings(BaseModel):
@@ -94,6 +86,10 @@ class Settings(BaseModel):
     def limits(self) -> Limits:
         return Limits(max_file_bytes=self.max_file_bytes, max_proposal_bytes=self.max_proposal_bytes)
 
+    @property
+    def store(self) -> StoreLocation:
+        return StoreLocation(self.home, self.database_url)
+
 
 def load_settings(environ: dict[str, str] | None = None) -> Settings:
     """Settings for this process; raises ``ConfigError`` naming the bad source."""
@@ -108,16 +104,9 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         for name in SandboxSettings.model_fields
         if env.get(SANDBOX_PREFIX + name.upper())
     }
-    home = Path(str(from_env["home"])) if "home" in from_env else default_home()
-    config_path = Path(env.get(ENV_PREFIX + "CONFIG") or home / "config.toml")
-    from_file: dict[str, object] = {}
-    if config_path.is_file():
-        try:
-            from_file = tomllib.loads(config_path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigError(f"cannot read config file {config_path}: {exc}") from exc
-    elif ENV_PREFIX + "CONFIG" in env:
-        raise ConfigError(f"config file {config_path} named by EXECUTOR_CONFIG does not exist")
+    home = env_home(env) or default_home()
+    config = read_config_file(env, home)
+    config_path, from_file = config.path, config.values
     if sandbox_env:
         file_sandbox = from_file.get("sandbox", {})
         from_env["sandbox"] = {**(file_sandbox if isinstance(file_sandbox, dict) else {}), **sandbox_env}

@@ -14,8 +14,10 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import fnmatch
+import functools
 import os
 import secrets
+import subprocess
 import time
 import tomllib
 from collections.abc import Iterator, Mapping
@@ -131,31 +133,68 @@ class TargetRepo:
     """The repository at ``path`` (a work tree or bare), with every git command made hook-free."""
 
     def __init__(self, path: str | Path) -> None:
-        import git
-
         scrub_git_environment()
-        try:
-            self.repo = git.Repo(path)
-        except (git.InvalidGitRepositoryError, git.NoSuchPathError) as exc:
-            raise RefusedError(
-                f"{path} is not a git repository", hint="pass --repo with the target repository"
-            ) from exc
-        self.repo.git.update_environment(**safe_environment())
+        self._env = {**os.environ, **safe_environment()}
         self.path = Path(path).resolve()
-        self.common_dir = Path(self.repo.common_dir).resolve()
+        # Found by git itself (one process, ~2 ms; GitPython costs ~60 ms to import, and a
+        # rollback needs it only when the base moved on), as ``git.Repo(path)`` accepts it:
+        # the top of a work tree, or a git directory itself, never a directory inside either.
+        found = self._git(
+            "rev-parse",
+            "--path-format=absolute",
+            "--git-dir",
+            "--git-common-dir",
+            "--show-object-format",
+            "--is-inside-git-dir",
+            "--show-prefix",
+            cwd=self.path,
+        )
+        lines = found.stdout.splitlines() if found.returncode == 0 and self.path.is_dir() else []
+        if len(lines) < 5 or (lines[3] == "true" and Path(lines[0]).resolve() != self.path) or lines[4]:
+            raise RefusedError(
+                f"{path} is not a git repository (the top of a work tree, or a git directory)",
+                hint="pass --repo with the target repository",
+            )
+        self.git_dir, self.common_dir = Path(lines[0]).resolve(), Path(lines[1]).resolve()
+        if lines[2] != "sha1":
+            raise RefusedError(
+                f"{path} uses {lines[2].upper()} object names, which the executor's git library cannot write",
+                hint="use a SHA-1 repository",
+            )
         #: What records key on: one repository, whichever work tree or path it was reached through,
         #: and not another one made later at the same path.
         self.key = f"{self.common_dir}#{self._identity()}"
-        if str(self.repo.config_reader().get_value("extensions", "objectformat", "sha1")).lower() != "sha1":
-            raise RefusedError(
-                f"{path} uses SHA-256 object names, which the executor's git library cannot write",
-                hint="use a SHA-1 repository",
-            )
         self._loose: Any = None
         self._rewritten: bool | None = None
 
+    @functools.cached_property
+    def repo(self) -> git.Repo:
+        """GitPython on this repository, for objects (made on first use)."""
+        import git
+
+        repo = git.Repo(self.git_dir)
+        repo.git.update_environment(**safe_environment())
+        return repo
+
     def close(self) -> None:
-        self.repo.close()
+        if "repo" in self.__dict__:
+            self.repo.close()
+
+    def _git(self, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+        """One git command on this repository, hook-free (``SAFE_CONFIG``); its result, never raised."""
+        where = ["-C", str(cwd)] if cwd is not None else ["--git-dir", str(self.git_dir)]
+        try:
+            return subprocess.run(
+                ["git", *where, *args],
+                env=self._env,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                errors="surrogateescape",
+                check=False,
+            )
+        except OSError as exc:
+            raise InfrastructureError(f"cannot run git: {exc}", hint="install git") from exc
 
     def _identity(self) -> str:
         """A random id kept in the git directory (beside the rollout lock), made on first use."""
@@ -179,26 +218,24 @@ class TargetRepo:
     def base_branch(self, name: str | None) -> str:
         """``refs/heads/<name>``, or the branch HEAD is on; refused when there is none."""
         if name is None:
-            head = self.repo.head  # read in-process: HEAD of this work tree
-            if head.is_detached:
+            head = self._git("symbolic-ref", "--quiet", "HEAD")  # HEAD of this work tree
+            if head.returncode != 0 or not head.stdout.startswith("refs/heads/"):
                 raise RefusedError(
                     f"{self.path} has a detached HEAD, so there is no current branch to use as the base",
                     hint="name the base branch with --base",
                 )
-            return str(head.reference.path)
+            return head.stdout.strip()
         ref = name if name.startswith("refs/heads/") else f"refs/heads/{name}"
         if self.resolve(ref) is None:
             raise RefusedError(f"{self.path} has no branch {name!r}", hint="pass an existing --base")
         return ref
 
     def resolve(self, ref: str) -> str | None:
-        """The commit a full ref name (``refs/...``) points at, or None; read in-process (loose or packed)."""
-        import git
-
-        try:
-            return str(git.Reference(self.repo, ref, check_path=False).commit.hexsha)
-        except (ValueError, git.BadName, git.BadObject):
-            return None
+        """The commit a full ref name (``refs/...``) points at, or None; as git reads it (any ref storage)."""
+        if not ref.startswith("refs/"):
+            raise ValueError(f"not a full ref name: {ref!r}")
+        found = self._git("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+        return found.stdout.strip() if found.returncode == 0 else None
 
     def commit(self, sha: str) -> git.Commit:
         return self.repo.commit(sha)
@@ -325,18 +362,12 @@ class TargetRepo:
         beyond, and always where it would see other parents than the commits
         name (replace refs, grafts, a shallow clone).
         """
-        import git
-
         if ancestor == descendant:
             return True
         known = None if self._history_is_rewritten() else self._walk_ancestry(ancestor, descendant)
         if known is not None:
             return known
-        try:
-            self.repo.git.merge_base("--is-ancestor", ancestor, descendant)
-        except git.GitCommandError:
-            return False
-        return True
+        return self._git("merge-base", "--is-ancestor", ancestor, descendant).returncode == 0
 
     def _history_is_rewritten(self) -> bool:
         if self._rewritten is None:
@@ -460,24 +491,17 @@ class TargetRepo:
 
     def update_ref(self, ref: str, new: str, old: str | None, reason: str) -> bool:
         """Move ``ref`` to ``new`` if it still points at ``old`` (None: must not exist); False if it moved."""
-        import git
-
         expected = old if old is not None else "0" * 40
-        try:
-            self.repo.git.update_ref("-m", reason, ref, new, expected)
-        except git.GitCommandError as exc:
-            if self.resolve(ref) != old:
-                return False
-            raise InfrastructureError(
-                f"git update-ref {ref} failed in {self.path}: {exc.stderr.strip()}"
-            ) from exc
-        return True
+        done = self._git("update-ref", "-m", reason, ref, new, expected)
+        if done.returncode == 0:
+            return True
+        if self.resolve(ref) != old:
+            return False
+        raise InfrastructureError(f"git update-ref {ref} failed in {self.path}: {done.stderr.strip()}")
 
     def delete_ref(self, ref: str, old: str | None = None) -> None:
-        import git
-
-        with contextlib.suppress(git.GitCommandError):
-            self.repo.git.update_ref("-d", ref, *([old] if old else []))
+        """Delete ``ref`` if it still points at ``old`` (any value when None); quietly nothing otherwise."""
+        self._git("update-ref", "-d", ref, *([old] if old else []))
 
     @contextlib.contextmanager
     def rollout_lock(self) -> Iterator[None]:

@@ -9,8 +9,9 @@ from pathlib import Path
 from executor.config import Settings
 from executor.errors import RefusedError, ReportError
 from executor.models import Proposal
-from executor.report import is_malformed, parse_report, storable
+from executor.report import is_malformed, parse_report
 from executor.store.proposals import IngestResult, ProposalStore
+from executor.terminal import storable
 
 REPORT_SUFFIXES = frozenset({".md", ".txt", ".json"})
 

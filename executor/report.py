@@ -33,6 +33,7 @@ from executor.errors import ReportError
 from executor.ids import is_proposal_id
 from executor.models import FileChange, Kind, Level, Problem, Proposal
 from executor.paths import check_path, find_collisions
+from executor.terminal import storable
 
 Format = Literal["markdown", "json"]
 Line = tuple[int, str]  # (1-based line number, text with its line ending)
@@ -76,21 +77,6 @@ def _fence(text: str) -> _Fence | None:
     if run < 3 or (char == "`" and "`" in info):
         return None
     return _Fence(body[:run], info.strip())
-
-
-def storable(text: str) -> str:
-    """Text safe to store and print: undecodable bytes and NUL made visible.
-
-    Reports are decoded with ``surrogateescape`` so file contents keep their
-    exact bytes; strings kept for display must not carry those surrogates.
-    """
-    if text.isascii() and "\0" not in text:
-        return text
-    try:
-        raw = text.encode("utf-8", "surrogateescape")
-    except UnicodeEncodeError:
-        raw = text.encode("utf-8", "backslashreplace")
-    return raw.decode("utf-8", "backslashreplace").replace("\0", "\\x00")
 
 
 def decode(data: bytes) -> str:

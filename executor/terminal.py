@@ -1,4 +1,4 @@
-"""Making untrusted text inert before it reaches a terminal.
+"""Untrusted text made safe to store and inert before it reaches a terminal.
 
 Report text may carry C0/C1 controls (ESC sequences can move the cursor and
 erase lines a reviewer should see) and bidirectional overrides that reorder
@@ -31,6 +31,21 @@ def inert(text: str, *, multiline: bool = False) -> str:
     if not multiline:
         shown = shown.replace("\n", "\\n").replace("\t", " ")
     return shown
+
+
+def storable(text: str) -> str:
+    """Text safe to store and print: undecodable bytes and NUL made visible.
+
+    Reports are decoded with ``surrogateescape`` so file contents keep their
+    exact bytes; strings kept for display must not carry those surrogates.
+    """
+    if text.isascii() and "\0" not in text:
+        return text
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        raw = text.encode("utf-8", "backslashreplace")
+    return raw.decode("utf-8", "backslashreplace").replace("\0", "\\x00")
 
 
 def silence_stdout() -> None:

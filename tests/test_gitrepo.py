@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from executor.errors import RefusedError
 from executor.gitrepo import Change, TargetRepo
 from tests.conftest import git
 
@@ -245,3 +246,41 @@ def test_ancestry_follows_the_parents_git_sees_through_a_replace_ref(tmp_path: P
     assert target.is_ancestor(root, child) is False
     assert target.is_ancestor(other, child) is True
     target.close()
+
+
+def test_a_repository_opens_at_its_top_or_its_git_directory_and_nowhere_inside(tmp_path: Path) -> None:
+    work, bare = tmp_path / "work", tmp_path / "bare.git"
+    git(tmp_path, "init", "-q", "-b", "main", str(work))
+    git(tmp_path, "init", "-q", "--bare", str(bare))
+    git(work, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "c")
+    git(work, "worktree", "add", "-q", "-b", "side", str(tmp_path / "linked"))
+    (work / "sub").mkdir()
+    common = (work / ".git").resolve()
+    for path, git_dir, common_dir in [
+        (work, common, common),
+        (work / ".git", common, common),
+        (tmp_path / "linked", common / "worktrees" / "linked", common),
+        (bare, bare.resolve(), bare.resolve()),
+    ]:
+        target = TargetRepo(path)
+        assert (target.git_dir, target.common_dir) == (git_dir, common_dir)
+        target.close()
+    assert TargetRepo(tmp_path / "linked").key == TargetRepo(work).key  # one repository, one key
+    assert TargetRepo(tmp_path / "linked").base_branch(None) == "refs/heads/side"
+    for wrong in (
+        work / "sub",
+        work / ".git" / "refs",
+        tmp_path,
+        tmp_path / "missing",
+        work / ".git" / "HEAD",
+    ):
+        with pytest.raises(RefusedError, match="is not a git repository"):
+            TargetRepo(wrong)
+
+
+def test_a_detached_head_has_no_base_branch(repo: Path, tmp_path: Path) -> None:
+    linked = tmp_path / "detached"
+    git(repo, "worktree", "add", "-q", "--detach", str(linked))
+    with pytest.raises(RefusedError, match="detached HEAD"):
+        TargetRepo(linked).base_branch(None)
+    git(repo, "worktree", "remove", "--force", str(linked))

@@ -68,7 +68,7 @@ def approve(run_cli: Cli) -> Callable[[str], str]:
 def runner(executor_plugins: Plugins, sandboxes: Sandboxes) -> Callable[..., Runner]:
     def make(progress: Callable[[str, str], None] | None = None) -> Runner:
         settings = load_settings()
-        store = open_store(settings)
+        store = open_store(settings.store)
         return Runner(
             settings=settings,
             store=store,
@@ -97,7 +97,7 @@ def rollback(repo: Path, proposal_id: str) -> RollbackOutcome:
     settings = load_settings()
     target = TargetRepo(repo)
     try:
-        return roll_back(target, RunStore(open_store(settings)), proposal_id, "test")
+        return roll_back(target, RunStore(open_store(settings.store)), proposal_id, "test")
     finally:
         target.close()
 

@@ -12,9 +12,11 @@
   (one SQL migration each) on one repository, warm, beside the same with the
   warm sandboxes removed first.
 
-Baseline, in the same run: a process that only imports the libraries every
-command needs (click, pydantic, SQLAlchemy, GitPython): the floor under any
-whole-process figure here.
+Baselines, in the same run: a process that only imports the libraries a run
+needs (click, pydantic, SQLAlchemy, GitPython), and one importing what a
+rollback of a prepared revert needs (click, SQLAlchemy): the floors under the
+whole-process figures here. The rollback is timed after the run's warm
+sandboxes have settled, as an operator's rollback comes.
 
 Targets: warm run <= 1.0 s, rollback <= 0.4 s, 100 proposals <= 20 s.
 Needs the engine and the image. Run: python -m bench.run_e2e [--runs N] [--batch N]
@@ -130,6 +132,8 @@ def main() -> None:
             executor(env, "sandbox", "up") if warm else executor(env, "sandbox", "down")
             repo = new_repo(work)
             ran = executor(env, "run", SEED_ID, "--repo", repo)
+            if warm:  # an operator's rollback comes after the run's sandboxes have settled
+                executor(env, "sandbox", "up")
             rolled = executor(env, "rollback", SEED_ID, "--repo", repo)
             # Again, then move the base on: the rollback rebuilds and proves the revert.
             executor(env, "run", SEED_ID, "--repo", repo)
@@ -160,22 +164,34 @@ def main() -> None:
         all_warm, all_cold = batch(True), batch(False)
         executor(env, "sandbox", "up")
 
-    floor = []
-    for _ in range(5):
-        began = time.perf_counter()
-        subprocess.run([sys.executable, "-c", "import click, pydantic, sqlalchemy, git"], check=True)
-        floor.append(time.perf_counter() - began)
-    print(f"floor: a process importing click, pydantic, SQLAlchemy, GitPython: {summary(floor)}")
+    floors = {}
+    for imports in ("click, pydantic, sqlalchemy, git", "click, sqlalchemy"):
+        floors[imports] = []
+        for _ in range(5):
+            began = time.perf_counter()
+            subprocess.run([sys.executable, "-c", f"import {imports}"], check=True)
+            floors[imports].append(time.perf_counter() - began)
+    run_floor, rollback_floor = (statistics.median(f) for f in floors.values())
+    print(
+        f"floor of a run: a process importing click, pydantic, SQLAlchemy, GitPython: {summary(floors['click, pydantic, sqlalchemy, git'])}"
+    )
+    print(
+        f"floor of a rollback: a process importing click, SQLAlchemy: {summary(floors['click, sqlalchemy'])}"
+    )
     print("executor run, seed 003, whole process (gates, sandbox, commit, rollout, rollback artifact)")
     print(f"  warm sandboxes: {summary(warm_run)}")
     print(
         f"  cold (no pool): {summary(cold_run)}   cold/warm {statistics.median(cold_run) / statistics.median(warm_run):.1f}x"
     )
-    print(f"  warm run: {verdict('run', statistics.median(warm_run))}")
+    print(
+        f"  warm run: {verdict('run', statistics.median(warm_run))}; {statistics.median(warm_run) / run_floor:.1f}x its floor"
+    )
     print("executor rollback, whole process")
     print(f"  prepared revert:          {summary(rollback)}")
     print(f"  base moved, rebuilt+proven: {summary(rebuilt)}")
-    print(f"  rollback: {verdict('rollback', statistics.median(rollback))}")
+    print(
+        f"  rollback: {verdict('rollback', statistics.median(rollback))}; {statistics.median(rollback) / rollback_floor:.1f}x its floor"
+    )
     print(f"executor run --all-approved, {args.batch} small proposals on one repository, whole process")
     print(f"  warm sandboxes: {all_warm:6.2f} s ({all_warm / args.batch * 1000:.0f} ms each)")
     print(f"  cold (no pool): {all_cold:6.2f} s   cold/warm {all_cold / all_warm:.2f}x")

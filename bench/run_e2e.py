@@ -164,7 +164,7 @@ def main() -> None:
         all_warm, all_cold = batch(True), batch(False)
         executor(env, "sandbox", "up")
 
-    floors = {}
+    floors: dict[str, list[float]] = {}
     for imports in ("click, pydantic, sqlalchemy, git", "click, sqlalchemy"):
         floors[imports] = []
         for _ in range(5):

@@ -2,7 +2,8 @@
 
 Sources, later ones winning: built-in defaults; ``$EXECUTOR_HOME/config.toml``
 (or the file named by ``EXECUTOR_CONFIG``); ``EXECUTOR_<FIELD>`` environment
-variables (read by ``executor.locations``). Proposals never influence any of it.
+variables. ``executor.locations`` reads the file and the store's place (home,
+database URL); proposals never influence any of it.
 
 Hand-written rather than pydantic-settings: that package imports asyncio and
 costs ~190 ms per command on these machines for what is twenty lines here.
@@ -17,7 +18,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from executor.content import MIB, Limits
 from executor.errors import ConfigError
-from executor.locations import ENV_PREFIX, StoreLocation, default_home, env_home, read_config_file
+from executor.locations import (
+    ENV_PREFIX,
+    StoreLocation,
+    default_home,
+    env_home,
+    read_config_file,
+    store_location,
+)
 
 SANDBOX_PREFIX = ENV_PREFIX + "SANDBOX_"
 
@@ -107,11 +115,14 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     home = env_home(env) or default_home()
     config = read_config_file(env, home)
     config_path, from_file = config.path, config.values
+    store = store_location(env, config)  # the place rollback reads alone, by the same rules
     if sandbox_env:
         file_sandbox = from_file.get("sandbox", {})
         from_env["sandbox"] = {**(file_sandbox if isinstance(file_sandbox, dict) else {}), **sandbox_env}
     try:
-        return Settings.model_validate({"home": home, **from_file, **from_env})
+        return Settings.model_validate(
+            {**from_file, **from_env, "home": store.home, "database_url": store.database_url}
+        )
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(part) for part in first["loc"])

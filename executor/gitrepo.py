@@ -80,6 +80,7 @@ def safe_environment() -> dict[str, str]:
         "GIT_CONFIG_COUNT": str(start + len(SAFE_CONFIG)),
         "GIT_TERMINAL_PROMPT": "0",
         "GIT_OPTIONAL_LOCKS": "0",
+        "GIT_NO_LAZY_FETCH": "1",  # a partial clone's missing object is not fetched (by a configured command)
     }
     for index, (key, value) in enumerate(SAFE_CONFIG.items(), start=start):
         env[f"GIT_CONFIG_KEY_{index}"] = key
@@ -135,10 +136,13 @@ class TargetRepo:
     def __init__(self, path: str | Path) -> None:
         scrub_git_environment()
         self._env = {**os.environ, **safe_environment()}
+        self._git_executable = os.environ.get("GIT_PYTHON_GIT_EXECUTABLE") or "git"  # the one GitPython runs
         self.path = Path(path).resolve()
-        # Found by git itself (one process, ~2 ms; GitPython costs ~60 ms to import, and a
-        # rollback needs it only when the base moved on), as ``git.Repo(path)`` accepts it:
-        # the top of a work tree, or a git directory itself, never a directory inside either.
+        if "\n" in str(self.path):
+            raise RefusedError(f"{path!r}: a repository path with a newline in it is not supported")
+        # Found by git itself: one process (~2 ms), where GitPython costs ~60 ms to import and
+        # a rollback of a prepared revert needs none of it. Accepted as git.Repo(path) accepts
+        # a path: the top of a work tree, or a git directory itself, never a directory inside.
         found = self._git(
             "rev-parse",
             "--path-format=absolute",
@@ -149,16 +153,28 @@ class TargetRepo:
             "--show-prefix",
             cwd=self.path,
         )
-        lines = found.stdout.splitlines() if found.returncode == 0 and self.path.is_dir() else []
-        if len(lines) < 5 or (lines[3] == "true" and Path(lines[0]).resolve() != self.path) or lines[4]:
+        fields = found.stdout.split("\n")
+        if found.returncode != 0 and self.path.is_dir() and "not a git repository" not in found.stderr:
+            raise RefusedError(
+                f"git cannot open {path}: {found.stderr.strip()}",
+                hint="see git's message (e.g. safe.directory for a repository another user owns)",
+            )
+        if (
+            found.returncode != 0
+            or len(fields) != 6
+            or fields[5]
+            or not (fields[0].startswith("/") and fields[1].startswith("/"))
+            or (fields[3] == "true" and Path(fields[0]).resolve() != self.path)
+            or fields[4]
+        ):
             raise RefusedError(
                 f"{path} is not a git repository (the top of a work tree, or a git directory)",
                 hint="pass --repo with the target repository",
             )
-        self.git_dir, self.common_dir = Path(lines[0]).resolve(), Path(lines[1]).resolve()
-        if lines[2] != "sha1":
+        self.git_dir, self.common_dir = Path(fields[0]).resolve(), Path(fields[1]).resolve()
+        if fields[2] != "sha1":
             raise RefusedError(
-                f"{path} uses {lines[2].upper()} object names, which the executor's git library cannot write",
+                f"{path} uses {fields[2].upper()} object names, which the executor's git library cannot write",
                 hint="use a SHA-1 repository",
             )
         #: What records key on: one repository, whichever work tree or path it was reached through,
@@ -172,7 +188,7 @@ class TargetRepo:
         """GitPython on this repository, for objects (made on first use)."""
         import git
 
-        repo = git.Repo(self.git_dir)
+        repo = git.Repo(self.path)
         repo.git.update_environment(**safe_environment())
         return repo
 
@@ -181,11 +197,14 @@ class TargetRepo:
             self.repo.close()
 
     def _git(self, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-        """One git command on this repository, hook-free (``SAFE_CONFIG``); its result, never raised."""
+        """One hook-free git command (``SAFE_CONFIG``) on this repository, or in ``cwd``; its result.
+
+        A failing command is returned, not raised; only a git that cannot be run raises.
+        """
         where = ["-C", str(cwd)] if cwd is not None else ["--git-dir", str(self.git_dir)]
         try:
             return subprocess.run(
-                ["git", *where, *args],
+                [self._git_executable, *where, *args],
                 env=self._env,
                 stdin=subprocess.DEVNULL,
                 capture_output=True,
@@ -219,23 +238,43 @@ class TargetRepo:
         """``refs/heads/<name>``, or the branch HEAD is on; refused when there is none."""
         if name is None:
             head = self._git("symbolic-ref", "--quiet", "HEAD")  # HEAD of this work tree
-            if head.returncode != 0 or not head.stdout.startswith("refs/heads/"):
+            if head.returncode != 0:
                 raise RefusedError(
                     f"{self.path} has a detached HEAD, so there is no current branch to use as the base",
                     hint="name the base branch with --base",
                 )
-            return head.stdout.strip()
+            ref = head.stdout.strip()
+            if not ref.startswith("refs/heads/"):
+                raise RefusedError(
+                    f"HEAD of {self.path} is {ref}, not a branch", hint="name the base branch with --base"
+                )
+            return ref
         ref = name if name.startswith("refs/heads/") else f"refs/heads/{name}"
         if self.resolve(ref) is None:
             raise RefusedError(f"{self.path} has no branch {name!r}", hint="pass an existing --base")
         return ref
 
     def resolve(self, ref: str) -> str | None:
-        """The commit a full ref name (``refs/...``) points at, or None; as git reads it (any ref storage)."""
+        """The commit the ref named exactly ``ref`` (``refs/...``) points at (through a tag), or None.
+
+        Read by git (whatever the ref storage), by exact name: no revision
+        expression (``main~1``) and no guessing at other names for it.
+        """
         if not ref.startswith("refs/"):
             raise ValueError(f"not a full ref name: {ref!r}")
-        found = self._git("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
-        return found.stdout.strip() if found.returncode == 0 else None
+        # A pattern also matches the refs below it (refs/heads/main/x): the name must be the one asked.
+        listed = self._git(
+            "for-each-ref",
+            "--format=%(refname)%00%(objecttype)%00%(objectname)%00%(*objecttype)%00%(*objectname)",
+            ref,
+        )
+        for line in listed.stdout.split("\n") if listed.returncode == 0 else []:
+            name, kind, sha, peeled_kind, peeled = (line.split("\0") + [""] * 5)[:5]
+            if name == ref:
+                if kind == "commit":
+                    return sha
+                return peeled if kind == "tag" and peeled_kind == "commit" else None
+        return None
 
     def commit(self, sha: str) -> git.Commit:
         return self.repo.commit(sha)

@@ -38,7 +38,7 @@ class ConfigFile:
 
 def read_config_file(env: Mapping[str, str], home: Path) -> ConfigFile:
     """The config file for ``home`` (empty when there is none); ``ConfigError`` naming a bad one."""
-    named = env.get(ENV_PREFIX + "CONFIG")
+    named = env.get(ENV_PREFIX + "CONFIG") or None
     path = Path(named or home / "config.toml")
     if not path.is_file():
         if named is not None:
@@ -63,11 +63,18 @@ class StoreLocation:
     database_url: str | None = None
 
 
-def store_location(environ: Mapping[str, str] | None = None) -> StoreLocation:
-    """The store's place from the same sources as all settings, only ``home`` and ``database_url`` checked."""
+def store_location(
+    environ: Mapping[str, str] | None = None, config: ConfigFile | None = None
+) -> StoreLocation:
+    """The store's place: ``EXECUTOR_HOME`` / ``EXECUTOR_DATABASE_URL``, else the config file, else defaults.
+
+    Only these two settings are checked. An empty value counts as unset, in
+    the environment and in the file alike. ``config``: the file already read
+    for this environment (``load_settings`` passes it).
+    """
     env = os.environ if environ is None else environ
     home = env_home(env) or default_home()
-    config = read_config_file(env, home)
+    config = config if config is not None else read_config_file(env, home)
     values: dict[str, str | None] = {}
     for name in ("home", "database_url"):
         value: object = env.get(ENV_PREFIX + name.upper()) or config.values.get(name)

@@ -284,3 +284,78 @@ def test_a_detached_head_has_no_base_branch(repo: Path, tmp_path: Path) -> None:
     with pytest.raises(RefusedError, match="detached HEAD"):
         TargetRepo(linked).base_branch(None)
     git(repo, "worktree", "remove", "--force", str(linked))
+
+
+def test_submodule_checkouts_and_separate_git_dirs_read_their_own_objects(tmp_path: Path) -> None:
+    def committed(path: Path, name: str) -> str:
+        (path / name).write_text(name + "\n")
+        git(path, "add", name)
+        git(path, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", name)
+        return git(path, "rev-parse", "HEAD")
+
+    inner, outer, separate = tmp_path / "inner", tmp_path / "outer", tmp_path / "separate"
+    git(tmp_path, "init", "-q", "-b", "main", str(inner))
+    committed(inner, "inner.txt")
+    git(tmp_path, "init", "-q", "-b", "main", str(outer))
+    committed(outer, "outer.txt")
+    git(outer, "-c", "protocol.file.allow=always", "submodule", "add", "-q", str(inner), "sm")
+    git(
+        tmp_path, "init", "-q", "-b", "main", f"--separate-git-dir={tmp_path / 'separate.git'}", str(separate)
+    )
+    committed(separate, "separate.txt")
+    for path, name in ((outer / "sm", "inner.txt"), (separate, "separate.txt")):
+        target = TargetRepo(path)
+        head = target.resolve(target.base_branch(None))
+        assert head == git(path, "rev-parse", "HEAD")
+        assert target.read(head, name) == f"{name}\n".encode()
+        target.close()
+
+
+def test_refs_resolve_by_their_exact_name_only(repo: Path) -> None:
+    target = TargetRepo(repo)
+    head = git(repo, "rev-parse", "main")
+    blob = git(repo, "rev-parse", "main:README.md")
+    git(repo, "update-ref", "refs/rollbacks/p/run", head)
+    git(repo, "update-ref", "refs/tags/refs/heads/ghost", head)
+    git(repo, "update-ref", "refs/blobs/readme", blob)
+    git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "tag", "-a", "-m", "v", "annotated", head)
+    try:
+        assert target.resolve("refs/heads/main") == head
+        assert target.resolve("refs/tags/annotated") == head  # through the tag object
+        for not_a_ref in (
+            "refs/heads/main~1",
+            "refs/heads/main@{0}",
+            "refs/heads/main^{/base}",
+            "refs/heads/ghost",  # no guessing at refs/tags/refs/heads/ghost
+            "refs/rollbacks/p",  # only a ref below it exists
+            "refs/blobs/readme",  # not a commit
+        ):
+            assert target.resolve(not_a_ref) is None, not_a_ref
+        with pytest.raises(RefusedError, match="has no branch 'main~1'"):
+            target.base_branch("main~1")
+    finally:
+        for ref in (
+            "refs/rollbacks/p/run",
+            "refs/tags/refs/heads/ghost",
+            "refs/blobs/readme",
+            "refs/tags/annotated",
+        ):
+            git(repo, "update-ref", "-d", ref)
+        target.close()
+
+
+def test_a_repository_git_refuses_to_open_says_why_and_newlines_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bare = tmp_path / "bare.git"
+    git(tmp_path, "init", "-q", "--bare", str(bare))
+    for name, value in (("COUNT", "1"), ("KEY_0", "safe.bareRepository"), ("VALUE_0", "explicit")):
+        monkeypatch.setenv(f"GIT_CONFIG_{name}", value)
+    with pytest.raises(RefusedError, match=r"git cannot open .*safe\.bareRepository"):
+        TargetRepo(bare)
+    monkeypatch.delenv("GIT_CONFIG_COUNT")
+    crafted = tmp_path / "a\nB\nsha1\nfalse\n"  # would read as other lines of git's answer
+    git(tmp_path, "init", "-q", "--bare", str(crafted))
+    with pytest.raises(RefusedError, match="newline"):
+        TargetRepo(crafted)
+    assert not (tmp_path / "B").exists()

@@ -13,6 +13,7 @@ untouched or rolled out with its artifact; ``settle`` tidies the rest.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 import signal
@@ -104,6 +105,11 @@ def crash_point(name: str) -> None:
     """
     if os.environ.get("EXECUTOR_TEST_KILL_AT") == name:
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def git_blob_id(data: bytes) -> str:
+    """The id git gives a blob of ``data`` (SHA-1 repositories, the only kind written)."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
 
 
 def proposal_branch(proposal_id: str) -> str:
@@ -395,12 +401,51 @@ class Runner:
                     message=message,
                 )
             )
+        found += self._other_proposals_files(repo, proposal, outcome.base, base_commit)
         outcome.diagnostics += found
         return (
             None
             if not found
             else f"{len(found)} path or content problem(s); first: {found[0].path}: {found[0].message}"
         )
+
+    def _other_proposals_files(
+        self, repo: TargetRepo, proposal: Proposal, base_ref: str, base_commit: str
+    ) -> list[Diagnostic]:
+        """Files the base holds exactly as another proposal's live rollout wrote them, which this one would replace.
+
+        Two proposals writing one path (seeds 002 and 003 both write
+        generated_1.sql) conflict whichever runs second: replacing the first
+        one's file would undo it with no word. A file changed since by
+        anyone is no longer that proposal's, and is updated as any file is.
+        """
+        writes = {f.path: git_blob_id(f.content) for f in proposal.files}
+        found: list[Diagnostic] = []
+        for record in self.runs.rollbacks(repo=repo.key, state="warm"):
+            if record.proposal_id == proposal.id or record.base_ref != base_ref:
+                continue
+            for path in sorted(writes.keys() & record.files.keys()):
+                after = record.files[path]
+                entry = repo.entry(base_commit, path)
+                if entry is None or (entry.sha, entry.mode) != (
+                    after["after"],
+                    after.get("after_mode", BLOB),
+                ):
+                    continue
+                if writes[path] == entry.sha:
+                    continue  # the same bytes: nothing would be replaced
+                found.append(
+                    Diagnostic(
+                        plugin="executor",
+                        path=path,
+                        severity=Level.ERROR,
+                        code="path.conflict",
+                        message=f"holds what proposal {record.proposal_id} rolled out in "
+                        f"{record.rollout_commit[:12]}; this proposal would replace it. Roll that one "
+                        f"back first (executor rollback {record.proposal_id}), or merge the two by hand",
+                    )
+                )
+        return found
 
     # -- rollout ---------------------------------------------------------------------------
 

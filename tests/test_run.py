@@ -265,6 +265,30 @@ def test_base_moving_onto_the_same_path_fails_the_rollout_and_changes_nothing(
     assert git(repo, "for-each-ref", "refs/rollbacks") == ""
 
 
+def test_a_second_proposal_writing_a_rolled_out_proposals_file_conflicts_until_that_one_is_rolled_back(
+    repo: Path, approve: Callable[[str], str], runner: Callable[..., Runner], run_cli: Cli, tmp_path: Path
+) -> None:
+    first = approve("003")
+    assert runner().run(first, repo, None).status == "rolled_out"
+    rolled_out = git(repo, "rev-parse", "main")
+    second = "fsar_second-writer"
+    write_report(tmp_path / "reports", second, "generated_1.sql", "CREATE TABLE other (id int);\n")
+    assert run_cli("ingest", tmp_path / "reports").exit_code == 0
+    assert run_cli("approve", second, "--by", "tester").exit_code == 0
+
+    outcome = runner().run(second, repo, None)
+    assert outcome.status == "gate_failed"
+    assert outcome.failed_gate is not None
+    assert outcome.failed_gate.name == "paths"
+    [conflict] = [d for d in outcome.diagnostics if d.code == "path.conflict"]
+    assert conflict.path == "generated_1.sql"
+    assert f"holds what proposal {first} rolled out in {rolled_out[:12]}" in conflict.message
+    assert git(repo, "rev-parse", "main") == rolled_out, "nothing changed"
+
+    assert rollback(repo, first).status == "rolled_back"
+    assert runner().run(second, repo, None).status == "rolled_out"  # the file is nobody's now
+
+
 def test_base_moving_elsewhere_gets_a_merge_and_a_rollback_that_is_rebuilt_later(
     repo: Path, approve: Callable[[str], str], runner: Callable[..., Runner]
 ) -> None:

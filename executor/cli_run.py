@@ -336,7 +336,7 @@ def rollback_command(
 @click.pass_context
 def rollbacks_command(ctx: click.Context, repo: Path | None, as_json: bool) -> None:
     """Rollback artifacts and their state: warm, stale, applied, orphaned, abandoned, pending."""
-    from executor_rollback.records import live_state, recover_runs
+    from executor_rollback.records import live_state, recover_rollbacks, recover_runs
 
     from executor.cli import _print_json, _store
     from executor.errors import RefusedError
@@ -345,6 +345,7 @@ def rollbacks_command(ctx: click.Context, repo: Path | None, as_json: bool) -> N
 
     runs = RunStore(_store(ctx, settings=False))  # as rollback: only the store's location is read
     recover_runs(runs, "rollbacks")  # a killed run's pending record shows as what it became
+    recover_rollbacks(runs, "rollbacks")  # and a killed rollback's
     key = None
     if repo is not None:
         opened = TargetRepo(repo)

@@ -254,8 +254,8 @@ def doctor(ctx: click.Context, as_json: bool) -> None:
 
 
 def _runs_check() -> Check:
-    """Settle what killed ``executor run``s left: their records, refs and run states."""
-    from executor_rollback.records import recover_runs
+    """Settle what killed ``executor run``s and ``rollback``s left: their records, refs and run states."""
+    from executor_rollback.records import recover_rollbacks, recover_runs
     from executor_sandbox.doctor import Check
 
     from executor.config import load_settings
@@ -264,11 +264,12 @@ def _runs_check() -> Check:
     from executor.store.runs import RunStore
 
     try:
-        recovered = recover_runs(RunStore(open_store(load_settings().store)), "doctor")
+        runs = RunStore(open_store(load_settings().store))
+        recovered, rolled = recover_runs(runs, "doctor"), recover_rollbacks(runs, "doctor")
     except ExecutorError as exc:
         return Check("runs", "fail", f"cannot read the store: {exc.message}", exc.hint or "see the message")
-    if not recovered:
-        return Check("runs", "ok", "no run was left behind by a killed executor")
-    return Check(
-        "runs", "ok", f"settled {len(recovered)} run(s) of killed executors: " + "; ".join(recovered)
-    )
+    if not recovered and not rolled:
+        return Check("runs", "ok", "no run or rollback was left behind by a killed executor")
+    settled = [f"settled {len(recovered)} run(s) of killed executors"] if recovered else []
+    settled += [f"settled {len(rolled)} rollback(s) of killed executors"] if rolled else []
+    return Check("runs", "ok", ", ".join(settled) + ": " + "; ".join(recovered + rolled))

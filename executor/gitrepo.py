@@ -543,13 +543,21 @@ class TargetRepo:
         self._git("update-ref", "-d", ref, *([old] if old else []))
 
     @contextlib.contextmanager
-    def rollout_lock(self) -> Iterator[None]:
-        """Serializes rollouts and rollbacks on this repository across processes; dies with its holder."""
+    def rollout_lock(self, wait: bool = True) -> Iterator[bool]:
+        """Serializes rollouts and rollbacks on this repository across processes; dies with its holder.
+
+        Yields whether the lock is held: always, when ``wait``; else False if
+        another process holds it (the caller skips what needed it).
+        """
         path = self.common_dir / "executor-rollout.lock"
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            yield True
         finally:
             os.close(fd)
 

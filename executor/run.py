@@ -14,9 +14,7 @@ untouched or rolled out with its artifact; ``settle`` tidies the rest.
 from __future__ import annotations
 
 import hashlib
-import os
 import secrets
-import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +24,7 @@ from pydantic import BaseModel, Field
 
 from executor import __version__
 from executor.config import Settings
+from executor.crash import crash_point
 from executor.diagnostics import Diagnostic
 from executor.errors import ExitCode, InfrastructureError, RefusedError
 from executor.gitrepo import BLOB, EXECUTABLE, Change, TargetRepo
@@ -94,17 +93,6 @@ class RunOutcome(BaseModel):
     @property
     def failed_gate(self) -> GateOutcome | None:
         return next((g for g in self.gates if not g.ok and not g.skipped), None)
-
-
-def crash_point(name: str) -> None:
-    """For the crash tests: ``EXECUTOR_TEST_KILL_AT=<name>`` kills this process here with SIGKILL.
-
-    Points: ``gates`` (inside the sandbox gate), ``recorded`` (rollback
-    recorded, base not moved), ``rolled_out`` (base moved, run not yet
-    marked). A real kill -9, at a known place.
-    """
-    if os.environ.get("EXECUTOR_TEST_KILL_AT") == name:
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def git_blob_id(data: bytes) -> str:

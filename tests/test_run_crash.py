@@ -142,3 +142,54 @@ def test_kill_9_at_random_moments_never_leaves_the_base_between(
     final = run_executor("run", proposal, "--repo", repo, "--json")
     assert final.returncode == 0, final.stderr
     assert json.loads(final.stdout)["status"] in ("rolled_out", "already_rolled_out")
+
+
+@pytest.mark.parametrize(("point", "moved"), [("rollback_recorded", False), ("rolled_back", True)])
+def test_kill_9_during_a_rollback_is_settled_as_what_the_branch_shows(
+    point: str, moved: bool, repo: Path, proposal: str, sandboxes: Sandboxes
+) -> None:
+    base = git(repo, "rev-parse", "main")
+    assert run_executor("run", proposal, "--repo", repo).returncode == 0
+    rolled_out = git(repo, "rev-parse", "main")
+    killed = run_executor("rollback", proposal, "--repo", repo, env={"EXECUTOR_TEST_KILL_AT": point})
+    assert killed.returncode == -signal.SIGKILL
+    assert git(repo, "rev-parse", "main^{tree}") == git(
+        repo, "rev-parse", f"{base if moved else rolled_out}^{{tree}}"
+    )
+
+    listed = run_executor("rollbacks", "--repo", repo, "--json")
+    assert listed.returncode == 0, listed.stderr
+    [row] = json.loads(listed.stdout)
+    assert row["state"] == ("applied" if moved else "warm"), "settled from the branch, not left rolling_back"
+
+    again = run_executor("rollback", proposal, "--repo", repo, "--json")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["status"] == ("already_rolled_back" if moved else "rolled_back")
+    assert git(repo, "rev-parse", "main^{tree}") == git(repo, "rev-parse", f"{base}^{{tree}}")
+    assert len(git(repo, "rev-list", f"{rolled_out}..main").split()) == 1, "one revert commit, never two"
+
+
+def test_a_kill_9_rollback_is_settled_by_doctor(repo: Path, proposal: str, sandboxes: Sandboxes) -> None:
+    assert run_executor("run", proposal, "--repo", repo).returncode == 0
+    killed = run_executor("rollback", proposal, "--repo", repo, env={"EXECUTOR_TEST_KILL_AT": "rolled_back"})
+    assert killed.returncode == -signal.SIGKILL
+    doctor = run_executor("doctor", "--json")
+    [runs] = [c for c in json.loads(doctor.stdout)["checks"] if c["name"] == "runs"]
+    assert "settled 1 rollback(s)" in runs["detail"], runs
+    assert "rolled back" in runs["detail"], runs
+
+
+def test_a_base_moved_to_the_prepared_revert_by_hand_counts_as_rolled_back(
+    repo: Path, proposal: str, sandboxes: Sandboxes
+) -> None:
+    assert run_executor("run", proposal, "--repo", repo).returncode == 0
+    [ref] = git(repo, "for-each-ref", "--format=%(refname)", f"refs/rollbacks/{proposal}/").split()
+    git(repo, "update-ref", "refs/heads/main", ref)
+    [row] = json.loads(run_executor("rollbacks", "--repo", repo, "--json").stdout)
+    assert row["state"] == "applied"
+    again = run_executor("rollback", proposal, "--repo", repo, "--json")
+    assert again.returncode == 0, again.stderr
+    outcome = json.loads(again.stdout)
+    assert outcome["status"] == "already_rolled_back"
+    assert outcome["commit"] == git(repo, "rev-parse", ref) == git(repo, "rev-parse", "main")
+    assert any("already holds the prepared revert" in note for note in outcome["notes"])

@@ -171,9 +171,9 @@ class RunStore:
     ) -> bool:
         """Move a record to ``state`` (only from ``expected``, when given); False if it was not in that state."""
         now = utcnow()
-        values: dict[str, Any] = {"state": state}
+        values: dict[str, Any] = {"state": state, "applied_commit": applied_commit}
         if state == "applied":
-            values.update(applied_at=now, applied_commit=applied_commit)
+            values["applied_at"] = now
         with self._transaction() as connection:
             row = connection.execute(select(rollbacks).where(rollbacks.c.seq == seq)).one()
             if expected is not None and row.state != expected:
@@ -187,15 +187,19 @@ class RunStore:
         return True
 
     def rollbacks(
-        self, *, proposal_id: str | None = None, repo: str | None = None, state: str | None = None
+        self,
+        *,
+        proposal_id: str | None = None,
+        repo: str | None = None,
+        state: str | tuple[str, ...] | None = None,
     ) -> list[RollbackRecord]:
-        """Rollback records, oldest first."""
+        """Rollback records, oldest first; ``state``: one, or any of several."""
         query = select(rollbacks).order_by(rollbacks.c.seq)
         if proposal_id is not None:
             query = query.where(rollbacks.c.proposal_id == proposal_id)
         if repo is not None:
             query = query.where(rollbacks.c.repo == repo)
         if state is not None:
-            query = query.where(rollbacks.c.state == state)
+            query = query.where(rollbacks.c.state.in_((state,) if isinstance(state, str) else state))
         with self._transaction() as connection:
             return [_rollback(row) for row in connection.execute(query)]

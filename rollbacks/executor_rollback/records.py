@@ -1,7 +1,8 @@
 """Rollback records against the repository: settling crashed runs, live states, applying a rollback.
 
 States: ``pending`` (recorded, base not yet moved: only while a run holds the
-rollout lock, or after it was killed), ``warm`` (rolled out; the prepared
+rollout lock, or after it was killed), ``rolling_back`` (the same for a
+rollback: its target commit recorded, the base not yet moved), ``warm`` (rolled out; the prepared
 revert applies to the base as it is), ``stale`` (warm, but the base moved on:
 the revert is rebuilt at rollback time), ``applied`` (rolled back),
 ``orphaned`` (the rollout is no longer in the base branch), ``abandoned`` (the
@@ -17,30 +18,76 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from executor.crash import crash_point
 from executor.errors import RefusedError
 from executor.gitrepo import TargetRepo, repository_path
 from executor_rollback.revert import RollbackFailed, rebuild_revert
+
+#: Written before the base moves (by a run, by a rollback); settled after a kill.
+UNSETTLED = ("pending", "rolling_back")
 
 if TYPE_CHECKING:
     from executor.plugin_api import Rollback
     from executor.store.runs import RollbackRecord, RunStore
 
 
-def settle(repo: TargetRepo, runs: RunStore, actor: str) -> None:
-    """Resolve what killed runs left on this repository: pending records become warm or abandoned.
+def settle(repo: TargetRepo, runs: RunStore, actor: str, wait: bool = True) -> bool:
+    """Resolve what killed runs and rollbacks left on this repository; False if skipped (lock busy, not ``wait``).
 
-    Under the rollout lock, no live run is between recording and moving the
-    base, so the branch alone tells which way a pending record went.
+    A ``pending`` record becomes warm or abandoned, a ``rolling_back`` one
+    applied or warm again. Under the rollout lock no live process is between
+    writing such a record and moving the base, so the branch alone tells
+    which way it went.
     """
-    if not runs.rollbacks(repo=repo.key, state="pending"):
-        return
-    with repo.rollout_lock():
-        for record in runs.rollbacks(repo=repo.key, state="pending"):
+    if not runs.rollbacks(repo=repo.key, state=UNSETTLED):
+        return True
+    with repo.rollout_lock(wait=wait) as held:
+        if not held:
+            return False
+        for record in runs.rollbacks(repo=repo.key, state=UNSETTLED):
             tip = repo.resolve(record.base_ref)
+            if record.state == "rolling_back":
+                target = record.applied_commit
+                done = tip is not None and target is not None and repo.is_ancestor(target, tip)
+                runs.set_rollback_state(
+                    record.seq,
+                    "applied" if done else "warm",
+                    actor=actor,
+                    applied_commit=target if done else None,
+                )
+                continue
             rolled_out = tip is not None and repo.is_ancestor(record.rollout_commit, tip)
             runs.set_rollback_state(record.seq, "warm" if rolled_out else "abandoned", actor=actor)
             if not rolled_out and repo.resolve(record.ref) == record.revert_commit:
                 repo.delete_ref(record.ref, record.revert_commit)
+    return True
+
+
+def recover_rollbacks(runs: RunStore, actor: str) -> list[str]:
+    """Rollbacks whose executor died after recording its target: settled where no live process holds the lock.
+
+    A rollback has no run record to find it by, so its ``rolling_back``
+    record is; returns one line per rollback settled, for ``executor doctor``.
+    """
+    recovered = []
+    for key in sorted({r.repo for r in runs.rollbacks(state="rolling_back")}):
+        try:
+            repo = TargetRepo(repository_path(key))
+        except RefusedError:
+            continue
+        try:
+            killed = [r.seq for r in runs.rollbacks(repo=key, state="rolling_back")]
+            if repo.key != key or not settle(repo, runs, actor, wait=False):
+                continue
+            recovered += [
+                f"rollback of {r.proposal_id} on {r.base_ref} (its executor was killed): "
+                + ("rolled back" if r.state == "applied" else "not applied, the rollback is warm again")
+                for r in runs.rollbacks(repo=key)
+                if r.seq in killed
+            ]
+        finally:
+            repo.close()
+    return recovered
 
 
 def recover_runs(runs: RunStore, actor: str) -> list[str]:
@@ -99,6 +146,8 @@ def live_state(repo: TargetRepo, record: RollbackRecord) -> str:
     tip = repo.resolve(record.base_ref)
     if tip == record.rollout_commit:
         return "warm"
+    if tip is not None and repo.is_ancestor(record.revert_commit, tip):
+        return "applied"  # the base was moved to the prepared revert by hand
     if tip is not None and repo.is_ancestor(record.rollout_commit, tip):
         return "stale"
     return "orphaned"
@@ -183,6 +232,15 @@ def roll_back(
             )
             return outcome
         tip = repo.resolve(record.base_ref)
+        if tip is not None and tip != record.rollout_commit and repo.is_ancestor(record.revert_commit, tip):
+            # Moved to the prepared revert outside the executor (git update-ref): say so, record it.
+            runs.set_rollback_state(record.seq, "applied", actor=actor, applied_commit=record.revert_commit)
+            outcome.status, outcome.commit = "already_rolled_back", record.revert_commit
+            outcome.notes.append(
+                f"{record.base_ref} already holds the prepared revert {record.revert_commit[:12]}; "
+                "recorded as rolled back, nothing else to do"
+            )
+            return outcome
         if tip is None or not repo.is_ancestor(record.rollout_commit, tip):
             raise RefusedError(
                 f"the rollout {record.rollout_commit[:12]} of proposal {proposal_id} is no longer in "
@@ -198,8 +256,13 @@ def roll_back(
         else:
             target = rebuild_revert(repo, proposal_id, tip, record.rollout_commit, record.files)
             outcome.rebuilt = True
+        # Written ahead: a rollback killed once the base moved is settled as applied, not retried.
+        runs.set_rollback_state(record.seq, "rolling_back", actor=actor, applied_commit=target)
+        crash_point("rollback_recorded")
         if not repo.update_ref(record.base_ref, target, tip, f"executor: roll back proposal {proposal_id}"):
+            runs.set_rollback_state(record.seq, "warm", actor=actor)
             raise RollbackFailed(f"{record.base_ref} moved during the rollback; nothing was changed, retry")
+        crash_point("rolled_back")
         runs.set_rollback_state(record.seq, "applied", actor=actor, applied_commit=target)
     outcome.commit = target
     for plugin in record.plugins:

@@ -297,7 +297,8 @@ def rollback_command(
     Exit 0 rolled back (or already); 1 the rollback cannot be applied as proven
     (nothing changed); 2 nothing to roll back; 3 infrastructure. Of the
     settings, only the store's location is read: a bad sandbox or plugin
-    setting does not stand in the way of a rollback.
+    setting does not stand in the way of a prepared rollback (a rebuilt one
+    is proven again in the sandbox, with every setting).
     """
     import time
 

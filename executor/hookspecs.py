@@ -12,18 +12,24 @@ plugin that raises is reported by name and its files count as unvalidated.
 Order, per proposal: ``executor_claim_files`` → ``executor_static_check`` (on
 the host) → in one sandbox use per plugin: ``executor_sandbox_validate`` →
 ``executor_build_rollback`` → ``executor_prove_rollback``. The rollback hooks
-run only when validation found no error.
+run only when validation found no error. At rollback time, only if the base
+moved on since the rollout: ``executor_prove_rebuilt_rollback``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING
 
 import pluggy
 
 from executor.diagnostics import Diagnostic
 from executor.models import FileChange
-from executor.plugin_api import PluginContext, Rollback, SandboxContext
+from executor.plugin_api import BaseTree, PluginContext, Rollback, SandboxContext
+
+if TYPE_CHECKING:
+    from executor_sandbox.sandbox import Use
 
 PROJECT = "executor"
 
@@ -118,5 +124,33 @@ def executor_prove_rollback(
     :returns: diagnostics; none with severity error means proven.
 
     Called only for a reversible rollback.
+    """
+    raise NotImplementedError
+
+
+@hookspec
+def executor_prove_rebuilt_rollback(
+    rollback: Rollback,
+    reverted: BaseTree,
+    context: PluginContext,
+    sandbox: Callable[[], AbstractContextManager[Use]],
+) -> Iterable[Diagnostic] | None:
+    """Prove again, at rollback time, a rollback whose base moved on since the rollout.
+
+    :param rollback: what this plugin's ``executor_build_rollback`` returned
+        at run time (as kept in the state store).
+    :param reverted: the tree the base will have once rolled back: the base
+        as it is now, without the proposal's changes.
+    :param context: ``context.base`` is the base as it is now (the rollout
+        and every commit after it); ``options`` as for the other hooks.
+    :param sandbox: opens a fresh sandbox use (own database, own work
+        directory) each time it is entered; use one at a time.
+    :returns: diagnostics; none with severity error means proven, and the
+        rollback is applied; an error refuses it, changing nothing.
+
+    Called during ``executor rollback``, under the repository's rollout lock,
+    for each plugin whose rollback was reversible, only when the prepared
+    revert no longer applies because later commits moved the base. A plugin
+    that has a rollback but not this hook makes such a rollback refused.
     """
     raise NotImplementedError

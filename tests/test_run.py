@@ -313,6 +313,40 @@ def test_base_moving_elsewhere_gets_a_merge_and_a_rollback_that_is_rebuilt_later
     ]
 
 
+def test_a_rebuilt_rollback_is_proven_again_in_the_sandbox(
+    repo: Path, approve: Callable[[str], str], runner: Callable[..., Runner]
+) -> None:
+    proposal_id = approve("003")
+    assert runner().run(proposal_id, repo, None).status == "rolled_out"
+    git(repo, "reset", "-q", "--hard")
+    # Later SQL that needs the proposal's table: the down migration cannot drop it under the view.
+    depends = commit_file(repo, "later.sql", "CREATE VIEW user_ids AS SELECT user_id FROM users;\n", "a view")
+    with pytest.raises(RollbackFailed, match=r"down migration fails on the base as it is now") as refused:
+        rollback(repo, proposal_id)
+    assert "user_ids" in refused.value.message
+    assert refused.value.hint == "roll back the later changes first, or revert by hand"
+    assert git(repo, "rev-parse", "main") == depends, "nothing changed"
+
+    # Later SQL that only writes to the proposal's table: down applies, but the rolled-back tree cannot build.
+    git(repo, "rm", "-q", "later.sql")
+    git(repo, "-c", "core.hooksPath=/dev/null", "commit", "-qm", "no view")
+    commit_file(repo, "later.sql", "INSERT INTO users (name) VALUES ('first');\n", "a row")
+    with pytest.raises(
+        RollbackFailed, match=r"once rolled back, the base's SQL would not apply: later\.sql:1:"
+    ):
+        rollback(repo, proposal_id)
+
+    # Later SQL of its own: the rebuilt revert is proven (down on the base as it is now gives the
+    # schema the rolled-back tree builds) and applied.
+    git(repo, "rm", "-q", "later.sql")
+    git(repo, "-c", "core.hooksPath=/dev/null", "commit", "-qm", "no row")
+    commit_file(repo, "later.sql", "CREATE TABLE audit_log (id integer PRIMARY KEY);\n", "own table")
+    undone = rollback(repo, proposal_id)
+    assert undone.rebuilt
+    assert any(note.startswith("sql: proven again on ") for note in undone.notes), undone.notes
+    assert "generated_1.sql" not in git(repo, "ls-tree", "-r", "--name-only", "main").split()
+
+
 def test_rollback_refuses_when_the_rolled_out_file_changed_since(
     repo: Path, approve: Callable[[str], str], runner: Callable[..., Runner]
 ) -> None:

@@ -5,21 +5,27 @@ baseline), a schema snapshot, then the proposal's files in migration order,
 each in its own transaction, under event triggers that record what every
 statement did. Then: apply again (must be re-runnable), generate the down
 migration from the record, and prove it: down gives the baseline schema back
-exactly, and up works again.
+exactly, and up works again. At rollback time, if the base moved on: the
+down migration on the base as it is now must give what the reverted tree
+gives from scratch.
 """
 
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any
 
 from executor import hookimpl
 from executor.diagnostics import Diagnostic
 from executor.models import FileChange, Level
-from executor.plugin_api import PluginContext, Rollback, SandboxContext
+from executor.plugin_api import BaseTree, PluginContext, Rollback, SandboxContext
 from executor_sql import checks, down
 from executor_sql.database import AppliedFile, Database, Snapshot, migration_order
+
+if TYPE_CHECKING:
+    from executor_sandbox.sandbox import Use
 
 DEFAULTS: dict[str, Any] = {
     "timeout": 30.0,  # seconds per file
@@ -97,27 +103,42 @@ def _apply_baseline(
     db: Database, context: SandboxContext, options: dict[str, Any], proposed: set[str]
 ) -> Diagnostic | None:
     """The base commit's SQL, as the proposal's role; a failure means the proposal cannot be judged."""
+    problem = _apply_tree(db, context.base, options)
+    if problem is None:
+        return None
+    path, found = problem
+    return _baseline_error(
+        "the base commit's SQL does not apply, so the proposal cannot be judged",
+        path,
+        found,
+        "fix the base, or narrow [plugin.sql] baseline globs",
+    )
+
+
+def _apply_tree(
+    db: Database, tree: BaseTree, options: dict[str, Any]
+) -> tuple[str | None, Diagnostic] | None:
+    """A tree's SQL files (the baseline globs) in migration order; the failing path and error, if any."""
     globs = list(options["baseline"])
-    paths = [p for p in context.base.paths() if any(fnmatch.fnmatchcase(p, g) for g in globs)]
+    paths = [p for p in tree.paths() if any(fnmatch.fnmatchcase(p, g) for g in globs)]
     files: list[tuple[FileChange, str]] = []
     for path in migration_order(paths):
-        data = context.base.read(path) or b""
+        data = tree.read(path) or b""
         change = FileChange(path=path, content=data, header_line=1, line_start=1, line_end=1)
         text, problem = checks.decode(change)
         if problem is not None:
-            return _baseline_error(path, problem)
+            return path, problem
         files.append((change, str(text)))
     problem = db.apply_baseline(files)
-    return None if problem is None else _baseline_error(problem.path, problem)
+    return None if problem is None else (problem.path, problem)
 
 
-def _baseline_error(path: str | None, problem: Diagnostic) -> Diagnostic:
+def _baseline_error(what: str, path: str | None, problem: Diagnostic, fix: str = "") -> Diagnostic:
     where = "" if path is None else f"{path}:{problem.line}:{problem.column}: "
     return Diagnostic(
         severity=Level.ERROR,
         code="sql.baseline",
-        message=f"the base commit's SQL does not apply, so the proposal cannot be judged: "
-        f"{where}{problem.message}; fix the base, or narrow [plugin.sql] baseline globs",
+        message=f"{what}: {where}{problem.message}" + (f"; {fix}" if fix else ""),
     )
 
 
@@ -136,9 +157,7 @@ def executor_prove_rollback(rollback: Rollback, context: SandboxContext) -> list
     """Down, and the schema must be the baseline's exactly; then up again must apply and give the same schema."""
     state = context.state
     db: Database = state["db"]
-    script = rollback.artifacts.get("down.sql", "")
-    change = FileChange(path="down.sql", content=script.encode(), header_line=1, line_start=1, line_end=1)
-    outcome = db.apply(change, script) if script else None
+    outcome = _apply_down(db, rollback)
     if isinstance(outcome, Diagnostic):
         return [
             _proof_error(
@@ -189,6 +208,13 @@ def executor_prove_rollback(rollback: Rollback, context: SandboxContext) -> list
     return []
 
 
+def _apply_down(db: Database, rollback: Rollback) -> AppliedFile | Diagnostic | None:
+    """The rollback's ``down.sql`` in one transaction (None when it has none: nothing to undo)."""
+    script = rollback.artifacts.get("down.sql", "")
+    change = FileChange(path="down.sql", content=script.encode(), header_line=1, line_start=1, line_end=1)
+    return db.apply(change, script) if script else None
+
+
 _PLAIN_DDL = {"CREATE", "ALTER", "COMMENT", "GRANT", "REVOKE", "DROP", "SET", "RESET"}
 
 
@@ -204,3 +230,55 @@ def _same_schema(db: Database, snapshot: Snapshot) -> bool:
 
 def _proof_error(code: str, message: str) -> Diagnostic:
     return Diagnostic(severity=Level.ERROR, code=code, message=message)
+
+
+@hookimpl
+def executor_prove_rebuilt_rollback(
+    rollback: Rollback,
+    reverted: BaseTree,
+    context: PluginContext,
+    sandbox: Callable[[], AbstractContextManager[Use]],
+) -> list[Diagnostic]:
+    """The base as it is now, then down: the schema must be exactly what the reverted tree builds from scratch.
+
+    Later commits may depend on what the down migration drops (it then
+    fails, or the reverted tree's own SQL no longer applies); either refuses.
+    """
+    options = _options(context)
+    timeout = float(options["timeout"])
+    with sandbox() as use:
+        db = Database(use, timeout)
+        db.install_audit()
+        problem = _apply_tree(db, context.base, options)
+        if problem is not None:
+            return [
+                _baseline_error(
+                    "the base's SQL as it is now does not apply, so the rollback cannot be proven", *problem
+                )
+            ]
+        outcome = _apply_down(db, rollback)
+        if isinstance(outcome, Diagnostic):
+            return [
+                _proof_error(
+                    "sql.rollback-failed",
+                    f"the down migration fails on the base as it is now, at its line {outcome.line}: "
+                    f"{outcome.message} (a later commit may depend on what it drops)",
+                )
+            ]
+        after_down = db.snapshot()
+    with sandbox() as use:
+        db = Database(use, timeout)
+        db.install_audit()
+        problem = _apply_tree(db, reverted, options)
+        if problem is not None:
+            return [_baseline_error("once rolled back, the base's SQL would not apply", *problem)]
+        want = db.snapshot()
+    if after_down.compared() != want.compared():
+        return [
+            _proof_error(
+                "sql.rollback-mismatch",
+                "after the down migration the schema differs from what the rolled-back base builds: "
+                f"{after_down.difference(want)}",
+            )
+        ]
+    return []

@@ -191,11 +191,17 @@ class RollbackOutcome:
 
 
 def roll_back(
-    repo: TargetRepo, runs: RunStore, proposal_id: str, actor: str, base: str | None = None
+    repo: TargetRepo,
+    runs: RunStore,
+    proposal_id: str,
+    actor: str,
+    base: str | None = None,
 ) -> RollbackOutcome:
     """Undo a rollout: the base moves to the prepared (or rebuilt) revert, by compare-and-swap.
 
     ``base``: the branch it was rolled out to (default: the latest rollout's).
+    A revert rebuilt on a moved base has its plugin rollbacks proven again
+    in the sandbox first (``reprove``), or is refused.
     """
     settle(repo, runs, actor)
 
@@ -256,6 +262,9 @@ def roll_back(
         else:
             target = rebuild_revert(repo, proposal_id, tip, record.rollout_commit, record.files)
             outcome.rebuilt = True
+            from executor_rollback.reprove import prove_rebuilt
+
+            outcome.notes += prove_rebuilt(repo, record, tip, target)
         # Written ahead: a rollback killed once the base moved is settled as applied, not retried.
         runs.set_rollback_state(record.seq, "rolling_back", actor=actor, applied_commit=target)
         crash_point("rollback_recorded")

@@ -146,27 +146,14 @@ class Runner:
 
     def run(self, proposal_id: str, repo_path: Path, base: str | None, *, rollout: bool = True) -> RunOutcome:
         started = time.monotonic()
-        stored = self.store.get(proposal_id)
-        proposal = stored.proposal
-        if not proposal.executable:
-            raise RefusedError(
-                f"proposal {proposal_id} has no executable file changes "
-                f"({proposal.kind_label or proposal.kind.value}, {len(proposal.files)} files"
-                f"{', with errors' if proposal.errors() else ''})",
-                hint=f"see: executor show {proposal_id}",
-            )
-        repo = TargetRepo(repo_path)
         try:
-            from executor_rollback.records import recover_runs, settle
-
-            base_ref = repo.base_branch(base)
-            base_commit = repo.resolve(base_ref)
-            if base_commit is None:
-                raise RefusedError(
-                    f"{base_ref} in {repo.path} has no commit yet", hint="commit to it first, or pass --base"
-                )
-            recover_runs(self.runs, self.actor)
-            settle(repo, self.runs, self.actor)
+            stored, repo, base_ref, base_commit = self._prepare(proposal_id, repo_path, base)
+        except RefusedError as exc:  # exit 2 before the run began: audited too
+            detail = {"repo": str(repo_path), "base": base, "error": exc.message, "hint": exc.hint}
+            self.runs.note("run_refused", self.actor, proposal_id, detail)
+            raise
+        proposal = stored.proposal
+        try:
             run_id = secrets.token_hex(16)
             self.runs.begin_run(
                 run_id=run_id,
@@ -201,6 +188,36 @@ class Runner:
             return outcome
         finally:
             repo.close()
+
+    def _prepare(
+        self, proposal_id: str, repo_path: Path, base: str | None
+    ) -> tuple[StoredProposal, TargetRepo, str, str]:
+        """The proposal, the open repository, the base branch and its commit; refused if any is missing."""
+        from executor_rollback.records import recover_runs, settle
+
+        stored = self.store.get(proposal_id)
+        proposal = stored.proposal
+        if not proposal.executable:
+            raise RefusedError(
+                f"proposal {proposal_id} has no executable file changes "
+                f"({proposal.kind_label or proposal.kind.value}, {len(proposal.files)} files"
+                f"{', with errors' if proposal.errors() else ''})",
+                hint=f"see: executor show {proposal_id}",
+            )
+        repo = TargetRepo(repo_path)
+        try:
+            base_ref = repo.base_branch(base)
+            base_commit = repo.resolve(base_ref)
+            if base_commit is None:
+                raise RefusedError(
+                    f"{base_ref} in {repo.path} has no commit yet", hint="commit to it first, or pass --base"
+                )
+            recover_runs(self.runs, self.actor)
+            settle(repo, self.runs, self.actor)
+        except BaseException:
+            repo.close()
+            raise
+        return stored, repo, base_ref, base_commit
 
     def not_yet_run(self, repo_path: Path, base: str | None) -> list[str]:
         """Approved, executable proposals not yet run to an end on this repository's base branch.

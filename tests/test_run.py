@@ -179,6 +179,8 @@ def test_seed_003_rolls_out_and_rolls_back_to_the_exact_base(
     assert twice.status == "already_rolled_back"
     assert git(repo, "rev-parse", "main") == revert
     assert not (tmp_path / "hook-ran").exists()
+    events = [e.event for e in open_store(load_settings().store).log(proposal_id)]
+    assert events[-2:] == ["rolled_back", "rollback_noop"], "the no-op is in the audit log too"
 
 
 @pytest.mark.parametrize("prefix", ["000", "001"])
@@ -190,6 +192,15 @@ def test_seeds_without_file_changes_are_refused_before_anything_changes(
     with pytest.raises(RefusedError, match="no executable file changes"):
         runner().run(SEED_IDS[prefix], repo, None)
     assert git(repo, "for-each-ref") == refs
+    [*_, refused] = open_store(load_settings().store).log(SEED_IDS[prefix])
+    assert refused.event == "run_refused"
+    assert "no executable file changes" in refused.detail["error"]
+    assert refused.detail["repo"] == str(repo)
+    with pytest.raises(RefusedError, match="never rolled out"):
+        rollback(repo, SEED_IDS[prefix])
+    [*_, refused] = open_store(load_settings().store).log(SEED_IDS[prefix])
+    assert refused.event == "rollback_refused"
+    assert "never rolled out" in refused.detail["error"]
 
 
 @pytest.mark.parametrize(

@@ -75,6 +75,13 @@ class RunStore:
         self._transaction = proposals._transaction
         self._audit = proposals._audit
 
+    def note(
+        self, event: str, actor: str, proposal_id: str, detail: dict[str, Any], revision: int | None = None
+    ) -> None:
+        """An audit entry for what changed no state: a refused run or rollback, a rollback that was a no-op."""
+        with self._transaction() as connection:
+            self._audit(connection, event, actor, proposal_id[:128], revision, detail, utcnow())
+
     def begin_run(
         self,
         *,

@@ -201,8 +201,25 @@ def roll_back(
 
     ``base``: the branch it was rolled out to (default: the latest rollout's).
     A revert rebuilt on a moved base has its plugin rollbacks proven again
-    in the sandbox first (``reprove``), or is refused.
+    in the sandbox first (``reprove``), or is refused. Refusals and no-ops
+    are in the audit log as well as what changed state.
     """
+    detail: dict[str, Any] = {"repo": str(repo.path), "base": base}
+    try:
+        outcome = _roll_back(repo, runs, proposal_id, actor, base)
+    except (RefusedError, RollbackFailed) as exc:
+        runs.note("rollback_refused", actor, proposal_id, {**detail, "error": exc.message, "hint": exc.hint})
+        raise
+    if outcome.status == "already_rolled_back":
+        runs.note(
+            "rollback_noop", actor, proposal_id, {**detail, "commit": outcome.commit, "notes": outcome.notes}
+        )
+    return outcome
+
+
+def _roll_back(
+    repo: TargetRepo, runs: RunStore, proposal_id: str, actor: str, base: str | None
+) -> RollbackOutcome:
     settle(repo, runs, actor)
 
     def latest() -> RollbackRecord | None:

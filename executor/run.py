@@ -45,12 +45,6 @@ if TYPE_CHECKING:
 Progress = Callable[[str, str], None]
 
 
-class GateOutcome(GateResult):
-    """A gate of a run, with what made it fail."""
-
-    message: str | None = None
-
-
 class RollbackArtifact(BaseModel):
     """What ``executor rollback`` will use: the prepared revert commit and each plugin's proven rollback."""
 
@@ -78,7 +72,7 @@ class RunOutcome(BaseModel):
     commit: str | None = None
     rollout_commit: str | None = None
     merged: bool = False
-    gates: list[GateOutcome] = Field(default_factory=list)
+    gates: list[GateResult] = Field(default_factory=list)
     diagnostics: list[Diagnostic] = Field(default_factory=list)
     rollback: RollbackArtifact | None = None
     notes: list[str] = Field(default_factory=list)
@@ -91,7 +85,7 @@ class RunOutcome(BaseModel):
         return ExitCode.GATE_FAILED if self.status == "gate_failed" else ExitCode.OK
 
     @property
-    def failed_gate(self) -> GateOutcome | None:
+    def failed_gate(self) -> GateResult | None:
         return next((g for g in self.gates if not g.ok and not g.skipped), None)
 
 
@@ -298,7 +292,7 @@ class Runner:
         began = time.monotonic()
         message = body()
         outcome.gates.append(
-            GateOutcome(
+            GateResult(
                 name=name, ok=message is None, seconds=round(time.monotonic() - began, 6), message=message
             )
         )
@@ -337,20 +331,9 @@ class Runner:
             return
         report = self._validate(repo, proposal, base_commit)
         outcome.diagnostics += report.diagnostics
-        failed = [d for d in report.diagnostics if d.is_error]
         for gate in report.gates:
-            message = None
-            if not gate.ok:
-                message = (
-                    f"{len(failed)} error(s); first: {failed[0].location()}: {failed[0].message}"
-                    if failed
-                    else "failed"
-                )
-            outcome.gates.append(
-                GateOutcome(
-                    name=gate.name, ok=gate.ok, seconds=gate.seconds, skipped=gate.skipped, message=message
-                )
-            )
+            message = gate.message or (None if gate.ok or gate.skipped else "failed")
+            outcome.gates.append(gate.model_copy(update={"message": message}))
         change = file_change(repo, proposal, base_commit)
         commit = repo.write_commit(
             [base_commit], base_commit, change, commit_message(proposal, _approver(stored))
@@ -495,7 +478,7 @@ class Runner:
         if outcome.status == "already_rolled_out":
             return
         outcome.gates.append(
-            GateOutcome(
+            GateResult(
                 name="rollout",
                 ok=message is None,
                 seconds=round(time.monotonic() - began, 6),

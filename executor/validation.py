@@ -37,6 +37,15 @@ class GateResult(BaseModel):
     ok: bool
     seconds: float
     skipped: bool = False
+    message: str | None = Field(default=None, description="Why it failed: its own errors, the first named.")
+
+
+def gate_message(errors: Sequence[Diagnostic]) -> str | None:
+    """A failed gate's summary from the errors it found itself (None when it found none)."""
+    if not errors:
+        return None
+    first = errors[0]
+    return f"{len(errors)} error(s); first: {first.location()}: {first.message}"
 
 
 class Failure(BaseModel):
@@ -119,6 +128,7 @@ class _Run:
         self.report = ValidationReport(claims={}, failures=[Failure(**vars(f)) for f in plugins.failures])
         self.rollback_seconds = 0.0
         self.rollback_ran = False
+        self.rollback_found: list[Diagnostic] = []
 
     def context(self, name: str) -> PluginContext:
         return PluginContext(base=self.base, options=self.settings.plugin.get(name, {}))
@@ -129,7 +139,8 @@ class _Run:
         self.add(found)
         ok = not any(d.is_error for d in found)
         seconds = time.monotonic() - started - (self.rollback_seconds if name == "sandbox" else 0.0)
-        self.report.gates.append(GateResult(name=name, ok=ok, seconds=round(seconds, 6)))
+        message = gate_message([d for d in found if d.is_error])
+        self.report.gates.append(GateResult(name=name, ok=ok, seconds=round(seconds, 6), message=message))
 
     def add(self, diagnostics: Iterable[Diagnostic]) -> None:
         def key(d: Diagnostic) -> tuple[str, str | None, int | None, int | None] | None:
@@ -261,7 +272,7 @@ class _Run:
                 found += diagnostics
                 if not any(d.is_error for d in diagnostics):
                     rollback_started = time.monotonic()
-                    found += self.rollback(name, files, context)
+                    self.rollback_found += self.rollback(name, files, context)  # gate 5's, not this one's
                     self.rollback_seconds += time.monotonic() - rollback_started
         return found
 
@@ -291,25 +302,40 @@ class _Run:
         return diagnostics
 
     def rollback_gate(self) -> GateResult:
-        """Passes when every plugin rollback is reversible and proven (skipped if validation failed)."""
-        sandbox_ok = all(g.ok for g in self.report.gates)
-        ok = sandbox_ok and all(r.reversible and r.proven for r in self.report.rollbacks)
+        """Passes when every plugin rollback is reversible and proven.
+
+        Skipped when no plugin reached the rollback step, or an earlier gate
+        failed (what it proved would not be rolled out); its findings are
+        reported either way.
+        """
+        earlier_ok = all(g.ok for g in self.report.gates)
+        found = list(self.rollback_found)
         for rollback in self.report.rollbacks:
             if not rollback.reversible:
-                self.add(
-                    stamp(
-                        [
-                            Diagnostic(
-                                severity=Level.ERROR,
-                                code="rollback.irreversible",
-                                message="cannot be rolled back without a data snapshot: "
-                                + "; ".join(rollback.reasons),
-                            )
-                        ],
-                        rollback.plugin,
-                        self.files,
-                    )
+                found += stamp(
+                    [
+                        Diagnostic(
+                            severity=Level.ERROR,
+                            code="rollback.irreversible",
+                            message="cannot be rolled back without a data snapshot: "
+                            + "; ".join(rollback.reasons),
+                        )
+                    ],
+                    rollback.plugin,
+                    self.files,
                 )
+        self.add(found)
+        errors = [d for d in found if d.is_error]
+        ok = earlier_ok and not errors and all(r.reversible and r.proven for r in self.report.rollbacks)
+        message = gate_message(errors)
+        if not ok and earlier_ok and message is None:
+            message = "a rollback was not proven: " + ", ".join(
+                r.plugin for r in self.report.rollbacks if not r.proven
+            )
         return GateResult(
-            name="rollback", ok=ok, seconds=round(self.rollback_seconds, 6), skipped=not self.rollback_ran
+            name="rollback",
+            ok=ok,
+            seconds=round(self.rollback_seconds, 6),
+            skipped=not self.rollback_ran or not earlier_ok,
+            message=message,
         )

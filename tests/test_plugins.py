@@ -319,7 +319,10 @@ def test_a_plugin_raising_in_a_hook_is_reported_by_name(plugins: Plugins, hook: 
         crashed("broken", "a.cfg", hook, error),
         crashed("broken", "b.cfg", hook, error),
     ]
-    failing_gate = "static" if hook == "executor_static_check" else "sandbox"
+    rollback_hooks = ("executor_build_rollback", "executor_prove_rollback")
+    failing_gate = {"executor_static_check": "static"}.get(
+        hook, "rollback" if hook in rollback_hooks else "sandbox"
+    )
     assert (failing_gate, False) in gates(report)
     assert sandboxes.uses == (0 if hook == "executor_static_check" else 1)  # "good" has no sandbox hooks
 
@@ -541,7 +544,8 @@ def test_a_failed_proof_fails_the_rollback(plugins: Plugins) -> None:
         report = sandboxed([change("a.cfg")], plugins, FakeSandboxes())
     assert [r.proven for r in report.rollbacks] == [False]
     assert [d.code for d in report.diagnostics] == ["t.not_undone"]
-    assert ("rollback", False) in gates(report)
+    assert gates(report) == [("static", True), ("sandbox", True), ("rollback", False)]
+    assert report.gates[2].message == "1 error(s); first: a.cfg:1:1: t.not_undone"
 
 
 def test_an_irreversible_rollback_is_not_proven_and_fails_its_gate(plugins: Plugins) -> None:

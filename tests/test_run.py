@@ -238,6 +238,24 @@ def test_seeds_with_broken_sql_fail_their_gates_with_located_errors(
     failed = outcome.failed_gate
     assert failed is not None
     assert failed.name == "static"
+    # Each gate names its own first error, not the run's: static codes in static, the server's in sandbox.
+    for name, own in (
+        ("static", "sql.slash-comment sql.mysql-on-update"),
+        ("sandbox", "sql.42601 sql.42883"),
+    ):
+        mine = [d for d in outcome.diagnostics if d.is_error and d.code in own.split()]
+        gate = next(g for g in outcome.gates if g.name == name)
+        assert gate.message is not None
+        count, _, first = gate.message.partition(" error(s); first: ")
+        assert int(count) >= len(mine), "a gate counts what it found, also an error an earlier one reported"
+        assert first == f"{mine[0].location()}: {mine[0].message}"
+    rollback_gate = outcome.gates[-1]
+    assert (rollback_gate.name, rollback_gate.ok, rollback_gate.skipped, rollback_gate.message) == (
+        "rollback",
+        False,
+        True,
+        None,
+    ), "after a failed gate the rollback proof is skipped, and it does not borrow another gate's error"
     assert git(repo, "rev-parse", "main") == base, "nothing rolled out"
     assert git(repo, "rev-parse", proposal_branch(proposal_id)) == outcome.commit, "the branch is kept"
     assert outcome.rollback is None

@@ -40,6 +40,9 @@ def _progress(enabled: bool) -> Iterator[Callable[[str, str], None]]:
         yield lambda gate, detail: None
         return
     from rich.console import Console
+    from rich.text import Text
+
+    from executor.terminal import inert
 
     console = Console(stderr=True)
     if not console.is_terminal:
@@ -47,8 +50,8 @@ def _progress(enabled: bool) -> Iterator[Callable[[str, str], None]]:
         return
     with console.status("starting") as status:
 
-        def update(gate: str, detail: str) -> None:
-            status.update(f"{gate}{': ' + detail if detail else ''}")
+        def update(gate: str, detail: str) -> None:  # file names are the proposal's: no markup, no controls
+            status.update(Text(inert(f"{gate}{': ' + detail if detail else ''}")))
 
         yield update
 

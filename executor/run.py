@@ -360,8 +360,8 @@ class Runner:
             return
         self._roll_out(repo, stored, outcome, change, report.rollbacks)
 
-    def _validation_progress(self, gate: str, plugin: str) -> None:
-        self.progress(gate, plugin)
+    def _validation_progress(self, gate: str, detail: str) -> None:
+        self.progress(gate, detail)
         if gate == "sandbox":
             crash_point("gates")
 

@@ -26,8 +26,15 @@ if TYPE_CHECKING:
 
 SANDBOX_HOOKS = ("executor_sandbox_validate", "executor_build_rollback", "executor_prove_rollback")
 
-#: progress(gate, plugin) is called as each plugin starts each gate.
+#: progress(gate, plugin) is called as each plugin starts each gate; what it shows: ``at_work``.
 Progress = Callable[[str, str], None]
+
+
+def at_work(plugin: str, files: Sequence[FileChange], shown: int = 2) -> str:
+    """A plugin and the files it works on, for the progress line: ``sql (a.sql, b.sql, +3 more)``."""
+    paths = [f.path for f in files]
+    more = f", +{len(paths) - shown} more" if len(paths) > shown else ""
+    return f"{plugin} ({', '.join(paths[:shown])}{more})" if paths else plugin
 
 
 class GateResult(BaseModel):
@@ -237,7 +244,7 @@ class _Run:
     def static_check(self) -> list[Diagnostic]:
         found: list[Diagnostic] = []
         for name, files in self.claimed.items():
-            self.progress("static", name)
+            self.progress("static", at_work(name, files))
             try:
                 result = self.plugins.collect(
                     name, "executor_static_check", files=files, context=self.context(name)
@@ -258,7 +265,7 @@ class _Run:
                 continue
             if not set(SANDBOX_HOOKS) & set(self.plugins.hooks_of(name)):
                 continue
-            self.progress("sandbox", name)
+            self.progress("sandbox", at_work(name, files))
             with sandboxes.use() as use:
                 context = SandboxContext(base=self.base, options=self.settings.plugin.get(name, {}), use=use)
                 try:
@@ -278,7 +285,7 @@ class _Run:
 
     def rollback(self, name: str, files: list[FileChange], context: SandboxContext) -> list[Diagnostic]:
         self.rollback_ran = True
-        self.progress("rollback", name)
+        self.progress("rollback", at_work(name, files))
         try:
             rollback = self.plugins.call(name, "executor_build_rollback", files=files, context=context)
             if rollback is None:

@@ -29,7 +29,7 @@ from executor.models import FileChange, Level
 from executor.plugin_api import EmptyTree, PluginContext, Rollback, SandboxContext
 from executor.plugins import PluginError, PluginFailure, Plugins, load_plugins, new_manager
 from executor.testing import register_plugin
-from executor.validation import Failure, UnvalidatedFilesError, ValidationReport, validate
+from executor.validation import Failure, UnvalidatedFilesError, ValidationReport, at_work, validate
 from tests.conftest import ROOT, Cli
 
 DOCS = ROOT / "docs" / "plugins.md"
@@ -536,6 +536,28 @@ def test_sandbox_hooks_share_one_context_in_order(plugins: Plugins) -> None:
     assert report.rollbacks == [Rollback(plugin="rb", reversible=True, steps=("undo",), proven=True)]
     assert gates(report) == [("static", True), ("sandbox", True), ("rollback", True)]
     assert not report.gates[2].skipped
+
+
+def test_progress_names_the_gate_the_plugin_and_its_files(plugins: Plugins) -> None:
+    seen: list[tuple[str, str]] = []
+    files = [change("a.cfg"), change("b.cfg"), change("c.cfg")]
+    plugin = Sandboxed(rollback=Rollback(reversible=True))
+    with register_plugin(plugins, plugin, "rb"):
+        validate(
+            files,
+            EmptyTree(),
+            plugins,
+            Settings(),
+            cast(Any, FakeSandboxes()),
+            progress=lambda *a: seen.append(a),
+        )
+    assert [s for s in seen if s[0] != "claims"] == [
+        ("static", "rb (a.cfg, b.cfg, +1 more)"),
+        ("sandbox", "rb (a.cfg, b.cfg, +1 more)"),
+        ("rollback", "rb (a.cfg, b.cfg, +1 more)"),
+    ]
+    assert at_work("rb", files[:1]) == "rb (a.cfg)"
+    assert at_work("rb", []) == "rb"
 
 
 def test_a_failed_proof_fails_the_rollback(plugins: Plugins) -> None:

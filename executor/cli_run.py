@@ -396,14 +396,26 @@ def rollbacks_command(ctx: click.Context, repo: Path | None, as_json: bool) -> N
 
     from executor.render import safe, stdout_console
 
-    table = Table("proposal", "state", "base", "rollout", "revert", "repository", box=None, pad_edge=False)
+    table = Table(
+        "proposal", "state", "proven", "base", "rollout", "revert", "repository", box=None, pad_edge=False
+    )
     for row in rows:
         table.add_row(
             str(row["proposal_id"]),
             str(row["state"]),
+            _proven(row),
             str(row["base"]).removeprefix("refs/heads/"),
             str(row["rollout_commit"])[:12],
             str(row["revert_commit"])[:12],
             safe(repository_path(str(row["repo"]))),
         )
     stdout_console().print(table)
+
+
+def _proven(row: dict[str, Any]) -> str:
+    """What was proven before the rollout, and when: the revert's tree, and each plugin's rollback."""
+    proof = row["proof"] or {}
+    what = ["tree"] if proof.get("base_tree") else []
+    what += [str(p.get("plugin")) for p in row["plugins"] if p.get("proven")]
+    when = str(proof.get("proven_at", ""))[:16].replace("T", " ")
+    return f"{'+'.join(what) or '-'} {when}".strip()

@@ -89,6 +89,16 @@ class RunOutcome(BaseModel):
         return next((g for g in self.gates if not g.ok and not g.skipped), None)
 
 
+def _rollout_error(path: str, code: str, message: str) -> Diagnostic:
+    return Diagnostic(
+        plugin="executor",
+        path=path,
+        severity=Level.ERROR,
+        code=code,
+        message=f"{message}; nothing was rolled out: run it again on the new base",
+    )
+
+
 def git_blob_id(data: bytes) -> str:
     """The id git gives a blob of ``data`` (SHA-1 repositories, the only kind written)."""
     return hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
@@ -526,14 +536,25 @@ class Runner:
                     "nothing was rolled out: rerun on the rewritten branch"
                 ), None
             conflicts = sorted(repo.changed_paths(base_commit, tip) & set(paths))
+            moved = f"the base moved to {tip[:12]}"
+            outcome.diagnostics += [  # located too, so CI shows them on the file (SARIF, JUnit)
+                _rollout_error(path, "rollout.conflict", f"{moved} and changed this file too")
+                for path in conflicts
+            ]
             if conflicts:
                 return (
-                    f"the base moved to {tip[:12]} and changed the same paths: {', '.join(conflicts)}; nothing was rolled out",
+                    f"{moved} and changed the same paths: {', '.join(conflicts)}; nothing was rolled out",
                     None,
                 )
             in_the_way = repo.rules(tip).problems(paths) + repo.tree_problems(tip, paths)
+            outcome.diagnostics += [
+                _rollout_error(
+                    line.partition(": ")[0], "path.repository", f"{moved}: {line.partition(': ')[2]}"
+                )
+                for line in in_the_way
+            ]
             if in_the_way:
-                return f"the base moved to {tip[:12]}: {'; '.join(in_the_way)}", None
+                return f"{moved}: {'; '.join(in_the_way)}", None
             return None, tip
         if tip == base_commit:
             target, merged = commit, False
@@ -571,9 +592,9 @@ class Runner:
         if not repo.update_ref(outcome.base, target, tip, f"executor: roll out proposal {proposal.id}"):
             self.runs.set_rollback_state(seq, "abandoned", actor=self.actor)
             repo.delete_ref(ref, revert.commit)
-            moved = repo.resolve(outcome.base)
-            return None, moved if moved is not None and repo.is_ancestor(
-                validated_on, moved
+            now_at = repo.resolve(outcome.base)
+            return None, now_at if now_at is not None and repo.is_ancestor(
+                validated_on, now_at
             ) else validated_on
         crash_point("rolled_out")
         self.runs.set_rollback_state(seq, "warm", actor=self.actor, expected="pending")

@@ -290,6 +290,9 @@ def test_base_moving_onto_the_same_path_fails_the_rollout_and_changes_nothing(
     assert failed.name == "rollout"
     assert failed.message is not None
     assert "generated_1.sql" in failed.message
+    [conflict] = [d for d in outcome.diagnostics if d.code == "rollout.conflict"]
+    assert (conflict.path, conflict.is_error) == ("generated_1.sql", True), "located, so SARIF shows it"
+    assert conflict.message.startswith(f"the base moved to {str(moved[0])[:12]} and changed this file too")
     assert git(repo, "rev-parse", "main") == moved[0], "the base is as the other change left it"
     assert git(repo, "for-each-ref", "refs/rollbacks") == ""
 
@@ -429,6 +432,9 @@ def test_cli_run_json_and_exit_codes(repo: Path, approve: Callable[[str], str], 
     assert data["rollback"]["proven"] is True
     listed = json.loads(run_executor("rollbacks", "--json").stdout)
     assert [(r["proposal_id"], r["state"]) for r in listed] == [(proposal_id, "warm")]
+    table = run_executor("rollbacks").stdout.splitlines()
+    assert table[0].split()[:3] == ["proposal", "state", "proven"]
+    assert table[1].split()[:3] == [proposal_id, "warm", "tree+sql"], "what was proven before the rollout"
     undone = run_executor("rollback", proposal_id, "--repo", repo)
     assert undone.returncode == 0, undone.stderr
     assert "rolled back" in undone.stdout

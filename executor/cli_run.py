@@ -339,7 +339,13 @@ def rollback_command(
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def rollbacks_command(ctx: click.Context, repo: Path | None, as_json: bool) -> None:
-    """Rollback artifacts and their state: warm, stale, applied, orphaned, abandoned, pending."""
+    """Rollback artifacts, what was proven, and their state.
+
+    \b
+    States: warm, stale (base moved on), applied, orphaned (rollout no longer
+    in the base), lost (its ref is gone), abandoned, and pending or
+    rolling_back (only while a run or rollback holds the repository's lock).
+    """
     from executor_rollback.records import live_state, recover_rollbacks, recover_runs
 
     from executor.cli import _print_json, _store

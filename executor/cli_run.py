@@ -354,8 +354,8 @@ def rollbacks_command(ctx: click.Context, repo: Path | None, as_json: bool) -> N
     from executor.store.runs import RunStore
 
     runs = RunStore(_store(ctx, settings=False))  # as rollback: only the store's location is read
-    recover_runs(runs, "rollbacks")  # a killed run's pending record shows as what it became
-    recover_rollbacks(runs, "rollbacks")  # and a killed rollback's
+    recover_rollbacks(runs, "rollbacks")  # a killed rollback's record shows as what it became
+    recover_runs(runs, "rollbacks")  # and a killed run's pending one
     key = None
     if repo is not None:
         opened = TargetRepo(repo)

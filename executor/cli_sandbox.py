@@ -265,7 +265,10 @@ def _runs_check() -> Check:
 
     try:
         runs = RunStore(open_store(load_settings().store))
-        recovered, rolled = recover_runs(runs, "doctor"), recover_rollbacks(runs, "doctor")
+        rolled = recover_rollbacks(
+            runs, "doctor"
+        )  # first: a dead run's settling would settle these unreported
+        recovered = recover_runs(runs, "doctor")
     except ExecutorError as exc:
         return Check("runs", "fail", f"cannot read the store: {exc.message}", exc.hint or "see the message")
     if not recovered and not rolled:

@@ -89,13 +89,13 @@ class RunOutcome(BaseModel):
         return next((g for g in self.gates if not g.ok and not g.skipped), None)
 
 
-def _rollout_error(path: str, code: str, message: str) -> Diagnostic:
+def _rollout_error(path: str, code: str, message: str, advice: str) -> Diagnostic:
     return Diagnostic(
         plugin="executor",
         path=path,
         severity=Level.ERROR,
         code=code,
-        message=f"{message}; nothing was rolled out: run it again on the new base",
+        message=f"{message}; nothing was rolled out: {advice}",
     )
 
 
@@ -538,7 +538,13 @@ class Runner:
             conflicts = sorted(repo.changed_paths(base_commit, tip) & set(paths))
             moved = f"the base moved to {tip[:12]}"
             outcome.diagnostics += [  # located too, so CI shows them on the file (SARIF, JUnit)
-                _rollout_error(path, "rollout.conflict", f"{moved} and changed this file too")
+                _rollout_error(
+                    path,
+                    "rollout.conflict",
+                    f"{moved} and changed this file too",
+                    # a rerun would write the proposal's whole file over that change
+                    "merge that change into the proposal, or have it proposed again on the new base",
+                )
                 for path in conflicts
             ]
             if conflicts:
@@ -549,7 +555,10 @@ class Runner:
             in_the_way = repo.rules(tip).problems(paths) + repo.tree_problems(tip, paths)
             outcome.diagnostics += [
                 _rollout_error(
-                    line.partition(": ")[0], "path.repository", f"{moved}: {line.partition(': ')[2]}"
+                    line.partition(": ")[0],
+                    "path.repository",
+                    f"{moved}: {line.partition(': ')[2]}",
+                    "run it again once the base allows the path",
                 )
                 for line in in_the_way
             ]

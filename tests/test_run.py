@@ -293,6 +293,9 @@ def test_base_moving_onto_the_same_path_fails_the_rollout_and_changes_nothing(
     [conflict] = [d for d in outcome.diagnostics if d.code == "rollout.conflict"]
     assert (conflict.path, conflict.is_error) == ("generated_1.sql", True), "located, so SARIF shows it"
     assert conflict.message.startswith(f"the base moved to {str(moved[0])[:12]} and changed this file too")
+    assert conflict.message.endswith(
+        "merge that change into the proposal, or have it proposed again on the new base"
+    )
     assert git(repo, "rev-parse", "main") == moved[0], "the base is as the other change left it"
     assert git(repo, "for-each-ref", "refs/rollbacks") == ""
 
@@ -372,7 +375,8 @@ def test_a_rebuilt_rollback_is_proven_again_in_the_sandbox(
     # schema the rolled-back tree builds) and applied.
     git(repo, "rm", "-q", "later.sql")
     git(repo, "-c", "core.hooksPath=/dev/null", "commit", "-qm", "no row")
-    commit_file(repo, "later.sql", "CREATE TABLE audit_log (id integer PRIMARY KEY);\n", "own table")
+    later = "CREATE TABLE audit_log (id integer PRIMARY KEY);\nGRANT SELECT ON audit_log TO PUBLIC;\n"
+    commit_file(repo, "later.sql", later, "own table")  # its ACL names each sandbox use's own role
     undone = rollback(repo, proposal_id)
     assert undone.rebuilt
     assert any(note.startswith("sql: proven again on ") for note in undone.notes), undone.notes

@@ -164,7 +164,9 @@ def test_kill_9_during_a_rollback_is_settled_as_what_the_branch_shows(
 
     again = run_executor("rollback", proposal, "--repo", repo, "--json")
     assert again.returncode == 0, again.stderr
-    assert json.loads(again.stdout)["status"] == ("already_rolled_back" if moved else "rolled_back")
+    outcome = json.loads(again.stdout)
+    assert outcome["status"] == ("already_rolled_back" if moved else "rolled_back")
+    assert any("rollback 'down.sql'" in note for note in outcome["notes"]), "the database is still to undo"
     assert git(repo, "rev-parse", "main^{tree}") == git(repo, "rev-parse", f"{base}^{{tree}}")
     assert len(git(repo, "rev-list", f"{rolled_out}..main").split()) == 1, "one revert commit, never two"
 
@@ -176,7 +178,7 @@ def test_a_kill_9_rollback_is_settled_by_doctor(repo: Path, proposal: str, sandb
     doctor = run_executor("doctor", "--json")
     [runs] = [c for c in json.loads(doctor.stdout)["checks"] if c["name"] == "runs"]
     assert "settled 1 rollback(s)" in runs["detail"], runs
-    assert "rolled back" in runs["detail"], runs
+    assert "rolled back in git; plugin 'sql' rollback 'down.sql'" in runs["detail"], runs
 
 
 def test_a_base_moved_to_the_prepared_revert_by_hand_counts_as_rolled_back(
@@ -193,3 +195,21 @@ def test_a_base_moved_to_the_prepared_revert_by_hand_counts_as_rolled_back(
     assert outcome["status"] == "already_rolled_back"
     assert outcome["commit"] == git(repo, "rev-parse", ref) == git(repo, "rev-parse", "main")
     assert any("already holds the prepared revert" in note for note in outcome["notes"])
+    assert any("rollback 'down.sql': apply it" in note for note in outcome["notes"])
+
+
+def test_a_hand_made_revert_brought_back_by_hand_is_rolled_back_again(
+    repo: Path, proposal: str, sandboxes: Sandboxes
+) -> None:
+    base = git(repo, "rev-parse", "main")
+    assert run_executor("run", proposal, "--repo", repo).returncode == 0
+    [ref] = git(repo, "for-each-ref", "--format=%(refname)", f"refs/rollbacks/{proposal}/").split()
+    git(repo, "update-ref", "refs/heads/main", ref)
+    git(repo, "reset", "-q", "--hard")
+    git(repo, "-c", "core.hooksPath=/dev/null", "revert", "--no-edit", "HEAD")  # the proposal's file is back
+    [row] = json.loads(run_executor("rollbacks", "--repo", repo, "--json").stdout)
+    assert row["state"] == "stale", "not rolled back: its file is live again"
+    undone = run_executor("rollback", proposal, "--repo", repo, "--json")
+    assert undone.returncode == 0, undone.stderr
+    assert json.loads(undone.stdout)["status"] == "rolled_back"
+    assert git(repo, "rev-parse", "main^{tree}") == git(repo, "rev-parse", f"{base}^{{tree}}")

@@ -181,7 +181,8 @@ class RunStore:
         values: dict[str, Any] = {"state": state, "applied_commit": applied_commit}
         if state == "applied":
             values["applied_at"] = now
-        with self._transaction() as connection:
+        # A write-ahead state (the base moves next) must outlive a power cut, as add_rollback's record does.
+        with self._transaction(durable=state == "rolling_back") as connection:
             row = connection.execute(select(rollbacks).where(rollbacks.c.seq == seq)).one()
             if expected is not None and row.state != expected:
                 return False

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from executor.crash import crash_point
 from executor.errors import RefusedError
 from executor.gitrepo import TargetRepo, repository_path
-from executor_rollback.revert import RollbackFailed, rebuild_revert
+from executor_rollback.revert import RollbackFailed, holds_pre_images, rebuild_revert
 
 #: Written before the base moves (by a run, by a rollback); settled after a kill.
 UNSETTLED = ("pending", "rolling_back")
@@ -81,7 +81,11 @@ def recover_rollbacks(runs: RunStore, actor: str) -> list[str]:
                 continue
             recovered += [
                 f"rollback of {r.proposal_id} on {r.base_ref} (its executor was killed): "
-                + ("rolled back" if r.state == "applied" else "not applied, the rollback is warm again")
+                + (
+                    "rolled back in git" + "".join(f"; {n}" for n in _plugin_notes(r, done=True))
+                    if r.state == "applied"
+                    else "not applied, the rollback is warm again"
+                )
                 for r in runs.rollbacks(repo=key)
                 if r.seq in killed
             ]
@@ -146,11 +150,38 @@ def live_state(repo: TargetRepo, record: RollbackRecord) -> str:
     tip = repo.resolve(record.base_ref)
     if tip == record.rollout_commit:
         return "warm"
-    if tip is not None and repo.is_ancestor(record.revert_commit, tip):
-        return "applied"  # the base was moved to the prepared revert by hand
+    if tip is not None and _reverted_by_hand(repo, record, tip):
+        return "applied"
     if tip is not None and repo.is_ancestor(record.rollout_commit, tip):
         return "stale"
     return "orphaned"
+
+
+def _reverted_by_hand(repo: TargetRepo, record: RollbackRecord, tip: str) -> bool:
+    """The base was moved to the prepared revert outside the executor (git update-ref), and is still reverted.
+
+    A later commit bringing the proposal's files back (git revert of the
+    revert) makes it a rollout to roll back again, not a finished rollback.
+    """
+    return (
+        tip != record.rollout_commit
+        and repo.is_ancestor(record.revert_commit, tip)
+        and holds_pre_images(repo, tip, record.files)
+    )
+
+
+def _plugin_notes(record: RollbackRecord, done: bool) -> list[str]:
+    """What git cannot undo: each plugin rollback, to apply where the change was deployed."""
+    when = (
+        "apply it where the change was deployed"
+        if not done
+        else "if not yet applied where it was deployed, apply it"
+    )
+    return [
+        f"plugin {plugin.get('plugin')!r} rollback {name!r}: {when} (see executor rollbacks --json for its steps)"
+        for plugin in record.plugins
+        for name in plugin.get("artifacts", {})
+    ]
 
 
 def keep_artifacts(home: Path, proposal_id: str, run_id: str, rollbacks: list[Rollback]) -> dict[str, str]:
@@ -251,18 +282,19 @@ def _roll_back(
         if record.state == "applied":
             outcome.status, outcome.commit = "already_rolled_back", record.applied_commit
             outcome.notes.append(
-                f"already rolled back in {str(record.applied_commit)[:12]} at {record.applied_at}; nothing to do"
+                f"already rolled back in {str(record.applied_commit)[:12]} at {record.applied_at}; nothing to do in git"
             )
+            outcome.notes += _plugin_notes(record, done=True)  # a killed rollback never said so
             return outcome
         tip = repo.resolve(record.base_ref)
-        if tip is not None and tip != record.rollout_commit and repo.is_ancestor(record.revert_commit, tip):
-            # Moved to the prepared revert outside the executor (git update-ref): say so, record it.
+        if tip is not None and _reverted_by_hand(repo, record, tip):
             runs.set_rollback_state(record.seq, "applied", actor=actor, applied_commit=record.revert_commit)
             outcome.status, outcome.commit = "already_rolled_back", record.revert_commit
             outcome.notes.append(
                 f"{record.base_ref} already holds the prepared revert {record.revert_commit[:12]}; "
-                "recorded as rolled back, nothing else to do"
+                "recorded as rolled back, nothing else to do in git"
             )
+            outcome.notes += _plugin_notes(record, done=False)
             return outcome
         if tip is None or not repo.is_ancestor(record.rollout_commit, tip):
             raise RefusedError(
@@ -291,10 +323,5 @@ def _roll_back(
         crash_point("rolled_back")
         runs.set_rollback_state(record.seq, "applied", actor=actor, applied_commit=target)
     outcome.commit = target
-    for plugin in record.plugins:
-        for name in plugin.get("artifacts", {}):
-            outcome.notes.append(
-                f"plugin {plugin.get('plugin')!r} rollback {name!r}: apply it where the change was deployed "
-                "(see executor rollbacks --json for its steps)"
-            )
+    outcome.notes += _plugin_notes(record, done=False)
     return outcome

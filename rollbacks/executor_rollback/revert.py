@@ -84,6 +84,17 @@ def prepare_revert(
     return PreparedRevert(commit, files, proof)
 
 
+def holds_pre_images(repo: TargetRepo, commit: str, files: dict[str, dict[str, Any]]) -> bool:
+    """Whether every path a rollout touched is at ``commit`` as it was before the rollout (content and mode)."""
+    for path, image in files.items():
+        entry = repo.entry(commit, path)
+        now = (entry.sha, entry.mode) if entry else (None, None)
+        want = (image["before"], int(image.get("before_mode") or BLOB)) if image["before"] else (None, None)
+        if now != want:
+            return False
+    return True
+
+
 def rebuild_revert(
     repo: TargetRepo, proposal_id: str, tip: str, rollout: str, files: dict[str, dict[str, Any]]
 ) -> str:
@@ -113,13 +124,7 @@ def rebuild_revert(
             modes[path] = int(image.get("before_mode") or BLOB)
     commit = repo.write_commit([tip], tip, Change(contents, modes), _message(proposal_id, rollout))
     changed = repo.changed_paths(tip, commit)
-    wrong = []
-    for path, image in files.items():
-        entry = repo.entry(commit, path)
-        now = (entry.sha, entry.mode) if entry else (None, None)
-        want = (image["before"], int(image.get("before_mode") or BLOB)) if image["before"] else (None, None)
-        if now != want:
-            wrong.append(path)
+    wrong = [path for path, image in files.items() if not holds_pre_images(repo, commit, {path: image})]
     if not changed <= set(files) or wrong:
         raise RollbackFailed(
             f"the revert rebuilt on {tip[:12]} does not restore exactly the paths proposal {proposal_id} "

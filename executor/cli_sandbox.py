@@ -265,9 +265,8 @@ def _runs_check() -> Check:
 
     try:
         runs = RunStore(open_store(load_settings().store))
-        rolled = recover_rollbacks(
-            runs, "doctor"
-        )  # first: a dead run's settling would settle these unreported
+        # Rollbacks first: settling a dead run's repository would settle them unreported.
+        rolled = recover_rollbacks(runs, "doctor")
         recovered = recover_runs(runs, "doctor")
     except ExecutorError as exc:
         return Check("runs", "fail", f"cannot read the store: {exc.message}", exc.hint or "see the message")

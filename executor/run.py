@@ -31,7 +31,7 @@ from executor.gitrepo import BLOB, EXECUTABLE, Change, TargetRepo
 from executor.models import Level, Proposal, Status
 from executor.plugin_api import Rollback
 from executor.report import file_problems, set_problems
-from executor.validation import GateResult
+from executor.validation import GateResult, gate_message
 
 if TYPE_CHECKING:
     from executor_sandbox.pool import Sandboxes
@@ -401,11 +401,7 @@ class Runner:
             )
         found += self._other_proposals_files(repo, proposal, outcome.base, base_commit)
         outcome.diagnostics += found
-        return (
-            None
-            if not found
-            else f"{len(found)} path or content problem(s); first: {found[0].path}: {found[0].message}"
-        )
+        return gate_message(found)
 
     def _other_proposals_files(
         self, repo: TargetRepo, proposal: Proposal, base_ref: str, base_commit: str
@@ -477,11 +473,10 @@ class Runner:
                 # The base moved on without touching the proposal's paths: judge it again on the new
                 # base (its SQL baseline, its rules) before a merge commit makes the two live together.
                 report = self._validate(repo, stored.proposal, again)
-                errors = [d for d in report.diagnostics if d.is_error]
                 if not report.ok:
                     outcome.diagnostics += report.diagnostics
-                    first = f"{errors[0].location()}: {errors[0].message}" if errors else "a plugin failed"
-                    message = f"the base moved to {again[:12]} and the proposal fails on it: {first}"
+                    why = gate_message([d for d in report.diagnostics if d.is_error]) or "a plugin failed"
+                    message = f"the base moved to {again[:12]} and the proposal fails on it: {why}"
                     break
                 validated_on, plugin_rollbacks = again, report.rollbacks
                 message = "the base branch kept moving during the rollout; rerun"

@@ -63,7 +63,7 @@ def executor_sandbox_validate(files: Sequence[FileChange], context: SandboxConte
     options = _options(context)
     db = Database(context.sandbox, float(options["timeout"]))
     db.install_audit()
-    problem = _apply_baseline(db, context, options, {f.path for f in files})
+    problem = _apply_baseline(db, context, options)
     if problem is not None:
         return [problem]
     base = db.snapshot()
@@ -99,9 +99,7 @@ def executor_sandbox_validate(files: Sequence[FileChange], context: SandboxConte
     return found
 
 
-def _apply_baseline(
-    db: Database, context: SandboxContext, options: dict[str, Any], proposed: set[str]
-) -> Diagnostic | None:
+def _apply_baseline(db: Database, context: SandboxContext, options: dict[str, Any]) -> Diagnostic | None:
     """The base commit's SQL, as the proposal's role; a failure means the proposal cannot be judged."""
     problem = _apply_tree(db, context.base, options)
     if problem is None:
